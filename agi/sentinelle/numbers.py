@@ -1,0 +1,257 @@
+"""Turn whatever a PBX user or CRM dialled into one canonical French-plan number.
+
+Every later decision hangs on this: the callee's territory picks the time zone
+(R-20) and holiday calendar (R-21), the kind tells the caller-ID rules what a
+number is (R-41, R-42, R-43), and anything we cannot read is blocked (R-01).
+Hence the module fails closed: a shape it does not understand is a
+``NumberError``, never a guess.
+
+Choices worth knowing (see ../../shared/RULES.md, "Numbers"):
+
+* Overseas numbers dialled in 10-digit national form (0262..., 0596...) are
+  remapped to their own country code before phonenumbers sees them;
+  phonenumbers would read them as +33 and, for 0269/0508/0596, even call them
+  valid metropolitan numbers, which gives the wrong time zone and holidays.
+  The same remapping applies to ``+33``/``0033`` forms (+33 596... is what the
+  French network routes to Martinique), so national and +33 forms always agree.
+* Eleven digits starting ``33`` without ``+``/``00`` (``33612345678``) are
+  rejected: a bare country code is not dialable and guessing could ring the
+  wrong person (R-01).
+* Only ASCII digits count. Arabic-Indic or fullwidth digits never come out of
+  a PBX dial string; accepting them would widen the attack surface for nothing.
+* 08 and 09 numbers are ``NON_GEOGRAPHIC`` with territory FR: 09 is VoIP that
+  can be answered anywhere, so metropolitan time is the documented default.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import PhoneNumber, PhoneNumberType
+
+__all__ = ["Kind", "Number", "NumberError", "Territory", "parse", "parse_caller_id"]
+
+MAX_RAW_LENGTH = 64  # longer input is rejected before any real work (cheap DoS guard)
+
+
+class Territory(StrEnum):
+    """Where a French-plan callee lives; decides time zone and holidays (R-20, R-21)."""
+
+    FR = "FR"  # metropolitan France, Corsica included
+    RE = "RE"  # La Réunion
+    YT = "YT"  # Mayotte
+    GP = "GP"  # Guadeloupe
+    MF = "MF"  # Saint-Martin
+    BL = "BL"  # Saint-Barthélemy
+    MQ = "MQ"  # Martinique
+    GF = "GF"  # Guyane
+    PM = "PM"  # Saint-Pierre-et-Miquelon
+
+
+class Kind(StrEnum):
+    SHORT = "short"  # emergency and short numbers, passed through (R-00)
+    MOBILE = "mobile"  # never a caller ID (R-41)
+    FIXED = "fixed"
+    NON_GEOGRAPHIC = "non-geographic"  # 08 / 09
+    FOREIGN = "foreign"  # outside this law (R-02)
+
+
+class NumberError(ValueError):
+    """A number we refuse to interpret; callers block on it (R-01 fail closed)."""
+
+    def __init__(self, raw: str, why: str) -> None:
+        self.raw = raw
+        self.why = why
+        super().__init__(f"unparsable number {raw!r}: {why}")
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    raw: str
+    e164: str  # for SHORT: the digits as dialled, e.g. "112"
+    kind: Kind
+    territory: Territory | None  # None only for FOREIGN
+    national: str  # French 10-digit form ("0692..." for overseas); "" for FOREIGN/SHORT
+
+    @property
+    def is_french(self) -> bool:
+        return self.territory is not None
+
+
+# R-00: exactly these forms; anything else short ("1234") falls through to an error.
+_SHORT = re.compile(r"(?:15|17|18|112|114|115|116[0-9]{3}|119|191|196|197|3[0-9]{3}|10[0-9]{2})")
+# Formatting characters people and CRMs put in numbers; stripped, never interpreted.
+_SEPARATORS = re.compile(r"[\s.\-/()]")
+# "+33 (0)6 ..." - the "(0)" is the trunk prefix shown for domestic callers.
+_TRUNK_MARK = re.compile(r"^(\+|00)([0-9]{1,3})[\s.\-]*\(0\)")
+_NATIONAL = re.compile(r"0[1-9][0-9]{8}")
+_INTERNATIONAL = re.compile(r"(?:\+|00)[1-9][0-9]{5,16}")
+
+# National prefix -> (country code, territory, kind; None = ask phonenumbers).
+# RULES.md "Numbers" plus R-41's overseas mobiles; 0508 + 6 digits is how
+# Saint-Pierre-et-Miquelon is dialled from France; 0709x are the newer overseas
+# mobile blocks (Arcep), listed so they get the right time zone instead of failing.
+_OVERSEAS: dict[str, tuple[int, Territory, Kind | None]] = {
+    "0262": (262, Territory.RE, Kind.FIXED),
+    "0263": (262, Territory.RE, Kind.FIXED),
+    "0692": (262, Territory.RE, Kind.MOBILE),
+    "0693": (262, Territory.RE, Kind.MOBILE),
+    "0269": (262, Territory.YT, Kind.FIXED),
+    "0639": (262, Territory.YT, Kind.MOBILE),
+    "0590": (590, Territory.GP, Kind.FIXED),
+    "0690": (590, Territory.GP, Kind.MOBILE),
+    "0691": (590, Territory.GP, Kind.MOBILE),
+    "0594": (594, Territory.GF, Kind.FIXED),
+    "0694": (594, Territory.GF, Kind.MOBILE),
+    "0596": (596, Territory.MQ, Kind.FIXED),
+    "0696": (596, Territory.MQ, Kind.MOBILE),
+    "0697": (596, Territory.MQ, Kind.MOBILE),
+    "0508": (508, Territory.PM, None),
+    "07090": (590, Territory.GP, Kind.MOBILE),
+    "07091": (596, Territory.MQ, Kind.MOBILE),
+    "07092": (262, Territory.RE, Kind.MOBILE),
+    "070930": (594, Territory.GF, Kind.MOBILE),
+    "070931": (594, Territory.GF, Kind.MOBILE),
+    "070932": (594, Territory.GF, Kind.MOBILE),
+    "070933": (594, Territory.GF, Kind.MOBILE),
+    "070935": (262, Territory.YT, Kind.MOBILE),
+    "070936": (262, Territory.YT, Kind.MOBILE),
+    "070937": (262, Territory.YT, Kind.MOBILE),
+}
+_PREFIX_LENGTHS = sorted({len(p) for p in _OVERSEAS}, reverse=True)
+_FRENCH_CODES = frozenset({33} | {cc for cc, _, _ in _OVERSEAS.values()})
+# +590 is shared; phonenumbers knows which blocks are Saint-Martin / Saint-Barthélemy.
+_SHARED_590 = {"MF": Territory.MF, "BL": Territory.BL}
+
+_TYPE_TO_KIND = {
+    PhoneNumberType.FIXED_LINE: Kind.FIXED,
+    PhoneNumberType.MOBILE: Kind.MOBILE,
+    # Cautious for R-41: if it might be a mobile, a caller ID must not use it.
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: Kind.MOBILE,
+}
+
+
+def parse(raw: str, outside_prefix: str = "") -> Number:
+    """Parse a dialled number; short/emergency numbers are recognised (R-00).
+
+    ``outside_prefix`` (the PBX's outside-line digit, e.g. "0" or "9") is only
+    stripped when what follows is itself a complete number. That resolves the
+    collision of an outside "0" with the "00" international prefix: with
+    prefix "0", "00612345678" is 0612345678, while "0033612345678" stays +33.
+    """
+    return _parse(raw, outside_prefix, True)
+
+
+def parse_caller_id(raw: str) -> Number:
+    """Parse a presented caller ID (R-40..R-43): no short numbers, no outside prefix,
+    because neither can legitimately appear as a presented number."""
+    return _parse(raw, "", False)
+
+
+@lru_cache(maxsize=8192)
+def _parse(raw: str, outside_prefix: str, dialled: bool) -> Number:
+    # Cached: the same few thousand numbers are dialled over and over, and
+    # Number is immutable. Errors are not cached (lru_cache skips exceptions).
+    if not isinstance(raw, str):
+        raise NumberError(repr(raw), "not a string")
+    if len(raw) > MAX_RAW_LENGTH:
+        raise NumberError(raw[:MAX_RAW_LENGTH] + "...", f"longer than {MAX_RAW_LENGTH} chars")
+    s = _SEPARATORS.sub("", _TRUNK_MARK.sub(r"\1\2", raw.strip()))
+    if not s:
+        raise NumberError(raw, "empty")
+    if not s.isascii():
+        raise NumberError(raw, "non-ASCII characters (only 0-9 digits are accepted)")
+    if dialled:
+        if _SHORT.fullmatch(s):
+            return Number(raw, s, Kind.SHORT, Territory.FR, "")
+        if outside_prefix and s.startswith(outside_prefix):
+            rest = s[len(outside_prefix) :]
+            if _SHORT.fullmatch(rest):
+                return Number(raw, rest, Kind.SHORT, Territory.FR, "")
+            if _NATIONAL.fullmatch(rest) or _INTERNATIONAL.fullmatch(rest):
+                s = rest
+    if not (s[1:] if s[0] == "+" else s).isdigit():
+        raise NumberError(raw, "contains characters other than digits and a leading '+'")
+
+    if _NATIONAL.fullmatch(s):
+        return _french(raw, s, None)
+    if _INTERNATIONAL.fullmatch(s):
+        return _international(raw, "+" + (s[1:] if s[0] == "+" else s[2:]))
+    if len(s) == 11 and s.startswith("33"):
+        raise NumberError(raw, "country code 33 without '+' or '00' is ambiguous; use +33 or 0")
+    raise NumberError(raw, "not a national (0 + 9 digits), +/00 international or short number")
+
+
+def _international(raw: str, plus: str) -> Number:
+    # Country codes are prefix-free, so French-plan codes can be read off the
+    # string: skips phonenumbers.parse on the hot path.
+    for cc in _FRENCH_CODES:
+        code = f"+{cc}"
+        if plus.startswith(code):
+            nsn = plus[len(code) :]
+            if cc == 33 and nsn.startswith("0"):
+                nsn = nsn[1:]  # "+33 06..." is "+33 (0)6..." without the brackets
+            # Go through the national form so both spellings give the same result.
+            national = "0508" + nsn if cc == 508 else "0" + nsn
+            if not _NATIONAL.fullmatch(national):
+                raise NumberError(raw, f"+{cc} number of the wrong length for the French plan")
+            return _french(raw, national, cc)
+    try:
+        pn = phonenumbers.parse(plus, None)
+    except phonenumbers.NumberParseException as exc:
+        raise NumberError(raw, f"phonenumbers: {exc}") from None
+    if not phonenumbers.is_valid_number(pn):
+        raise NumberError(raw, f"not a valid +{pn.country_code} number")
+    e164 = f"+{pn.country_code}{phonenumbers.national_significant_number(pn)}"
+    return Number(raw, e164, Kind.FOREIGN, None, "")
+
+
+def _french(raw: str, national: str, written_cc: int | None) -> Number:
+    """``national`` is 0 + 9 digits; ``written_cc`` is the country code the
+    caller typed, if any, so "+262 596..." is refused instead of re-routed."""
+    entry = None
+    for n in _PREFIX_LENGTHS:
+        entry = _OVERSEAS.get(national[:n])
+        if entry:
+            break
+    if entry is None:
+        return _metropolitan(raw, national)
+
+    cc, territory, table_kind = entry
+    if written_cc not in (None, 33, cc):
+        raise NumberError(raw, f"prefix {national[:4]} belongs to +{cc}, not +{written_cc}")
+    nsn = national[4:] if cc == 508 else national[1:]
+    pn = PhoneNumber(country_code=cc, national_number=int(nsn))
+    if cc == 508:
+        # Saint-Pierre-et-Miquelon has no fixed prefix telling mobile from fixed,
+        # so validity and type come from phonenumbers.
+        if not phonenumbers.is_valid_number(pn):
+            raise NumberError(raw, "not a valid Saint-Pierre-et-Miquelon (+508) number")
+        kind = _TYPE_TO_KIND.get(phonenumbers.number_type(pn), Kind.NON_GEOGRAPHIC)
+    else:
+        # The Arcep prefix plus the 10-digit length (always a possible number)
+        # is enough; phonenumbers' validity lists lag Arcep (+596 596... and
+        # most 0639 are "invalid"), and refusing those would block real callees.
+        kind = table_kind or Kind.FIXED
+    if cc == 590:
+        territory = _SHARED_590.get(phonenumbers.region_code_for_number(pn) or "", territory)
+    return Number(raw, f"+{cc}{nsn}", kind, territory, national)
+
+
+def _metropolitan(raw: str, national: str) -> Number:
+    # Validity matters here: unallocated ranges (e.g. 070...) are typos, R-01.
+    pn = PhoneNumber(country_code=33, national_number=int(national[1:]))
+    if not phonenumbers.is_valid_number(pn):
+        raise NumberError(raw, "not an allocated French number range")
+    first = national[1]
+    if first in "67":
+        kind = Kind.MOBILE
+    elif first in "89":
+        kind = Kind.NON_GEOGRAPHIC
+    else:
+        kind = Kind.FIXED
+    return Number(raw, "+33" + national[1:], kind, Territory.FR, national)
