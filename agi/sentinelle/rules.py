@@ -1,0 +1,457 @@
+"""The decision: a pure function of (call, callee, history, policy).
+
+No I/O happens here: the store hands over a `History` snapshot read inside
+the same transaction that will record the attempt (R-30 atomicity), and the
+clock is the call's `at`. That makes every rule testable with a frozen clock
+and every logged decision replayable by an auditor.
+
+Rule ids are those of RULES.md. Internal failures use `SYS-*` ids so a block
+caused by sentinelle itself is never mistaken for a legal finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from . import calendar
+from .numbers import Kind, Number, NumberError, parse_caller_id
+from .policy import Campaign, Dialing, Policy, Professional, Purpose, Regime
+
+PARIS = ZoneInfo("Europe/Paris")
+
+MAX_ATTEMPTS = 4  # R-30
+ATTEMPT_WINDOW = timedelta(days=30)  # R-30, calendar days in the callee's time
+REFUSAL_SILENCE = timedelta(days=60)  # R-31
+
+# R-42: Arcep verified multi-purpose ranges (NPV), national significant digits.
+NPV_PREFIXES: tuple[str, ...] = (
+    "0162", "0163", "0270", "0271", "0377", "0378",
+    "0424", "0425", "0568", "0569", "0948", "0949",
+    "09475", "09476", "09477", "09478", "09479",
+)
+# R-43: technical-platform ranges, NOT for prospecting (corrected 2023-01-03).
+TECHNICAL_PREFIXES: tuple[str, ...] = ("0937", "0938", "0939")
+
+SYS_CONFIG = "SYS-CONFIG"
+SYS_STORE = "SYS-STORE"
+SYS_TIMEOUT = "SYS-TIMEOUT"
+SYS_ERROR = "SYS-ERROR"
+
+RULES: dict[str, str] = {
+    "R-00": "Emergency and short numbers pass through, never blocked or counted",
+    "R-01": "A dialled number that cannot be parsed is blocked (fail closed)",
+    "R-02": "Foreign numbers: setting `foreign`, default block for prospecting",
+    "R-10": "fr-2023: callee on the Bloctel opposition snapshot, or snapshot stale/missing",
+    "R-11": "fr-2026: no valid prior consent (opt-in) from the callee to this professional",
+    "R-12": "Callee on this professional's internal opposition list",
+    "R-20": "Outside Mon-Fri 10:00-13:00 / 14:00-20:00 in the callee's local time",
+    "R-21": "Saturday, Sunday or a public holiday of the callee's territory",
+    "R-22": "Exception: consent to be called in a stated slot lifts R-20/R-21",
+    "R-30": "At most 4 attempts per rolling 30 days per professional and callee",
+    "R-31": "60 days of silence after a refusal (fr-2026: refusal revokes consent)",
+    "R-40": "Masked or anonymous caller ID",
+    "R-41": "Mobile caller ID",
+    "R-42": "Caller ID not from the Arcep ranges allowed for this dialing mode",
+    "R-43": "09 37 / 09 38 / 09 39 are technical ranges, not prospecting ranges",
+    SYS_CONFIG: "sentinelle: unknown campaign or invalid configuration (fail closed)",
+    SYS_STORE: "sentinelle: store missing, locked or corrupt (fail closed)",
+    SYS_TIMEOUT: "sentinelle: the check did not finish in time (fail closed)",
+    SYS_ERROR: "sentinelle: internal error (fail closed)",
+}
+
+
+class Verdict(StrEnum):
+    ALLOW = "allow"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """Proof of consent (R-11) and, with a slot, of R-22 outside-hours consent."""
+
+    given_at: datetime
+    source: str = ""
+    revoked_at: datetime | None = None
+    slot_from: datetime | None = None
+    slot_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bloctel:
+    """The professional's current Bloctel snapshot and where the callee stands in it."""
+
+    snapshot_date: date
+    kind: str  # "opposed": list of opposed numbers; "cleaned": list of callable numbers
+    listed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the store knows of one (professional, callee), read at decision time."""
+
+    attempts: tuple[datetime, ...] = ()
+    refusals: tuple[datetime, ...] = ()
+    consents: tuple[Consent, ...] = ()
+    contract: bool = False
+    opted_out: bool = False
+    bloctel: Bloctel | None = None
+    department: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    dialled: str
+    at: datetime
+    campaign: Campaign
+    professional: Professional
+    caller_id: str | None = None
+    masked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    rules: tuple[str, ...]
+    reasons: tuple[str, ...]
+    regime: str
+    at: datetime
+    callee: Number | None = None
+    local_time: datetime | None = None
+    retry_at: datetime | None = None
+    counts: bool = False  # an allowed call that is recorded as an R-30 attempt
+    notes: tuple[str, ...] = ()  # rules that applied without blocking (R-00, R-22...)
+    campaign: str = ""
+    professional: str = ""
+    dialled: str = ""
+    caller_id: str | None = None
+    attempt_id: int | None = field(default=None, compare=False)
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict is Verdict.ALLOW
+
+    def to_dict(self) -> dict[str, Any]:
+        callee = None
+        if self.callee is not None:
+            callee = {
+                "e164": self.callee.e164,
+                "territory": self.callee.territory.value if self.callee.territory else None,
+                "kind": self.callee.kind.value,
+                "timezone": (
+                    calendar.TIMEZONES[self.callee.territory].key if self.callee.territory else None
+                ),
+                "local_time": self.local_time.isoformat() if self.local_time else None,
+            }
+        return {
+            "verdict": self.verdict.value,
+            "rules": list(self.rules),
+            "reasons": list(self.reasons),
+            "regime": self.regime,
+            "at": self.at.isoformat(),
+            "retry_at": self.retry_at.isoformat() if self.retry_at else None,
+            "callee": callee,
+            "campaign": self.campaign,
+            "professional": self.professional,
+            "dialled": self.dialled,
+            "caller_id": self.caller_id,
+            "counts": self.counts,
+            "notes": list(self.notes),
+            "attempt_id": self.attempt_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Finding:
+    rule: str
+    reason: str
+    lifts_at: datetime | None = None  # None: only a new fact (consent, new list...) lifts it
+    is_hours: bool = False
+
+
+def regime_of(policy: Policy, at: datetime) -> Regime:
+    """Regimes start on Paris calendar dates (the law's dates are metropolitan)."""
+    return policy.regime_on(at.astimezone(PARIS).date())
+
+
+def fail_closed(
+    call: Call, rule: str, reason: str, policy: Policy, callee: Number | None = None
+) -> Decision:
+    """A block for a reason other than the law (bad input, store or internal fault)."""
+    fail_open = call.campaign.fail_open and rule in (SYS_STORE, SYS_TIMEOUT, SYS_ERROR)
+    return _decision(
+        call,
+        policy,
+        Verdict.ALLOW if fail_open else Verdict.BLOCK,
+        [] if fail_open else [_Finding(rule, reason)],
+        callee=callee,
+        notes=(f"{rule} fail-open: {reason}",) if fail_open else (),
+    )
+
+
+def decide(call: Call, callee: Number | NumberError, history: History, policy: Policy) -> Decision:
+    """Apply every rule of RULES.md and collect ALL blocking findings.
+
+    All findings are reported (not just the first) so that an auditor sees
+    every reason and `retry_at` accounts for every obstacle at once.
+    """
+    if isinstance(callee, NumberError):
+        return _decision(call, policy, Verdict.BLOCK, [_Finding("R-01", f"unparsable number: {callee}")])
+    if callee.kind is Kind.SHORT:
+        return _decision(
+            call, policy, Verdict.ALLOW, [], callee=callee,
+            notes=(f"R-00 emergency/short number {callee.e164} passes through",),
+        )
+    purpose = call.campaign.purpose
+    prospecting = purpose.is_consumer_prospecting
+    regime = regime_of(policy, call.at)
+    findings: list[_Finding] = list(_caller_id_findings(call))
+    notes: list[str] = []
+    if call.caller_id is None and not call.masked:
+        notes.append("caller ID not given: R-40..R-43 not evaluated")
+
+    if history.opted_out:
+        findings.append(_Finding("R-12", "callee asked this professional never to call again"))
+
+    if callee.kind is Kind.FOREIGN:
+        if prospecting and policy.foreign == "block":
+            findings.append(_Finding("R-02", f"foreign number {callee.e164} (policy foreign=block)"))
+        if prospecting:
+            findings.extend(_frequency_findings(call, history, PARIS))
+        return _decision(call, policy, _verdict(findings), findings, callee=callee,
+                         counts=prospecting, notes=tuple(notes))
+
+    assert callee.territory is not None
+    tz = calendar.TIMEZONES[callee.territory]
+    local = calendar.local_time(callee.territory, call.at)
+    if not prospecting:
+        notes.append(f"purpose {purpose.value}: prospecting rules R-10..R-31 do not apply")
+        return _decision(call, policy, _verdict(findings), findings, callee=callee,
+                         local_time=local, notes=tuple(notes))
+
+    last_refusal = max((r for r in history.refusals if r <= call.at), default=None)
+    consent = valid_consent(history.consents, call.at, policy, last_refusal)
+    findings.extend(_gate_findings(call, history, policy, regime, consent, last_refusal))
+
+    slot = _slot_consent(history.consents, call.at, policy, last_refusal)
+    ok, rule, reason = calendar.allowed_at(
+        callee.territory, call.at, history.department, policy.cautious_alsace
+    )
+    if not ok and slot is not None:
+        notes.append(f"R-22 consent slot {slot.slot_from} - {slot.slot_until} lifts {rule}")
+    elif not ok:
+        assert rule is not None and reason is not None
+        findings.append(_Finding(rule, reason, is_hours=True))
+
+    findings.extend(_frequency_findings(call, history, tz))
+    if last_refusal is not None and call.at < _add_days(last_refusal, REFUSAL_SILENCE, tz):
+        lifts = _add_days(last_refusal, REFUSAL_SILENCE, tz)
+        findings.append(_Finding(
+            "R-31", f"refusal on {last_refusal.astimezone(tz):%Y-%m-%d %H:%M}: "
+            f"silent until {lifts.astimezone(tz):%Y-%m-%d %H:%M}", lifts_at=lifts,
+        ))
+
+    verdict = _verdict(findings)
+    retry = None
+    if verdict is Verdict.BLOCK:
+        retry = _retry_at(call, callee, history, policy, findings, last_refusal)
+    return _decision(call, policy, verdict, findings, callee=callee, local_time=local,
+                     retry_at=retry, counts=True, notes=tuple(notes))
+
+
+def valid_consent(
+    consents: Iterable[Consent], at: datetime, policy: Policy, last_refusal: datetime | None
+) -> Consent | None:
+    """The newest consent that is given, unrevoked, young enough (R-11) and
+    later than the last refusal (R-31: a refusal revokes earlier consents; we
+    apply this in both regimes, the cautious reading)."""
+    max_age = timedelta(days=policy.consent_max_age_days)
+    best = None
+    for c in consents:
+        if c.given_at > at or (c.revoked_at is not None and c.revoked_at <= at):
+            continue
+        if at - c.given_at > max_age:
+            continue
+        if last_refusal is not None and c.given_at <= last_refusal:
+            continue
+        if best is None or c.given_at > best.given_at:
+            best = c
+    return best
+
+
+def _slot_consent(
+    consents: Iterable[Consent], at: datetime, policy: Policy, last_refusal: datetime | None
+) -> Consent | None:
+    valid = [c for c in consents if c.slot_from is not None or c.slot_until is not None]
+    for c in valid:
+        if valid_consent([c], at, policy, last_refusal) and calendar.in_slot(
+            at, c.slot_from, c.slot_until
+        ):
+            return c
+    return None
+
+
+def _gate_findings(
+    call: Call, history: History, policy: Policy, regime: Regime,
+    consent: Consent | None, last_refusal: datetime | None,
+) -> list[_Finding]:
+    """R-10 (fr-2023) or R-11 (fr-2026), with their contract and press exceptions."""
+    if call.campaign.purpose is Purpose.PRESS or history.contract:
+        return []
+    if regime is Regime.FR_2026:
+        if consent is not None:
+            return []
+        if last_refusal is not None and any(c.given_at <= last_refusal for c in history.consents):
+            why = "consent revoked by the refusal of " + f"{last_refusal:%Y-%m-%d}"
+        elif history.consents:
+            why = "no consent valid at this date (revoked, expired or future)"
+        else:
+            why = "no prior consent recorded for this professional"
+        return [_Finding("R-11", why)]
+    snap = history.bloctel
+    if snap is None:
+        return [_Finding("R-10", "no Bloctel snapshot imported for this professional")]
+    age = (call.at.astimezone(PARIS).date() - snap.snapshot_date).days
+    if age > policy.bloctel_max_age_days:
+        return [_Finding("R-10", f"Bloctel snapshot of {snap.snapshot_date} is stale "
+                         f"({age} days > {policy.bloctel_max_age_days})")]
+    if snap.kind == "opposed" and snap.listed:
+        return [_Finding("R-10", f"on the Bloctel opposition list (snapshot {snap.snapshot_date})")]
+    if snap.kind == "cleaned" and not snap.listed:
+        return [_Finding("R-10", f"not in the Bloctel-cleaned list of {snap.snapshot_date}")]
+    return []
+
+
+def _frequency_findings(call: Call, history: History, tz: ZoneInfo) -> list[_Finding]:
+    """R-30: an attempt counts until the same wall-clock time 30 calendar days
+    later in the callee's time zone."""
+    t = call.at
+    near = sorted(a for a in history.attempts
+                  if _add_days(a, ATTEMPT_WINDOW, tz) > t and a < _add_days(t, ATTEMPT_WINDOW, tz))
+    # Attempts may be recorded out of order (`--at`, imports of dialer logs):
+    # the new one must fit in EVERY 30-day window that contains it, i.e. each
+    # window starting at an earlier attempt or at the call itself.
+    full = any(
+        sum(1 for a in near if s <= a < _add_days(s, ATTEMPT_WINDOW, tz)) >= MAX_ATTEMPTS
+        for s in [*(a for a in near if a <= t), t]
+    )
+    if not full:
+        return []
+    live = [a for a in near if a <= t]
+    lifts = (_add_days(live[len(live) - MAX_ATTEMPTS], ATTEMPT_WINDOW, tz)
+             if len(live) >= MAX_ATTEMPTS else None)
+    if lifts is None:  # the window is filled by attempts recorded after this instant
+        return [_Finding("R-30", f"a 30-day window around this instant already holds "
+                                 f"{MAX_ATTEMPTS} attempts (some recorded later)")]
+    return [_Finding(
+        "R-30", f"{len(live)} attempts in the last 30 days (max {MAX_ATTEMPTS}); "
+        f"next possible {lifts.astimezone(tz):%Y-%m-%d %H:%M}", lifts_at=lifts,
+    )]
+
+
+def _caller_id_findings(call: Call) -> list[_Finding]:
+    """R-40..R-43 apply to every purpose (RULES.md "Scope")."""
+    if call.caller_id is None and not call.masked:
+        return []  # not presented by the caller of the API: see `decide` notes
+    raw = (call.caller_id or "").strip()
+    if call.masked or raw.lower() in ("", "anonymous", "unknown", "restricted", "private"):
+        return [_Finding("R-40", "masked or anonymous caller ID")]
+    try:
+        number = parse_caller_id(raw)
+    except NumberError as exc:
+        return [_Finding("R-42", f"caller ID is not a valid number: {exc}")]
+    if number.kind is Kind.MOBILE:
+        return [_Finding("R-41", f"mobile caller ID {number.national or number.e164}")]
+    if number.kind is Kind.FOREIGN or not number.national:
+        return [_Finding("R-42", f"caller ID {number.e164} is not a French number")]
+    national = number.national
+    if national.startswith(TECHNICAL_PREFIXES) and number.e164 not in call.professional.technical_caller_ids:
+        return [_Finding("R-43", f"caller ID {national}: 09 37/38/39 are technical-platform "
+                         "ranges, not prospecting ranges (Arcep correction of 2023-01-03)")]
+    is_npv = national.startswith(NPV_PREFIXES)
+    if call.campaign.dialing is Dialing.AUTOMATED:
+        if not is_npv:
+            return [_Finding("R-42", f"automated dialing requires an Arcep NPV caller ID; "
+                             f"{national} is not one")]
+        return []
+    if is_npv or number.e164 in call.professional.caller_ids:
+        return []
+    if national.startswith(TECHNICAL_PREFIXES):
+        return []  # explicitly authorised by the admin (R-43 exception)
+    return [_Finding("R-42", f"manual dialing: caller ID {national} is neither an NPV nor "
+                     f"authorised for professional {call.professional.name}")]
+
+
+def _retry_at(
+    call: Call, callee: Number, history: History, policy: Policy,
+    findings: list[_Finding], last_refusal: datetime | None,
+) -> datetime | None:
+    """Earliest instant the same call becomes legal, if only time must pass."""
+    if any(f.lifts_at is None and not f.is_hours for f in findings):
+        return None
+    assert callee.territory is not None
+    t = max([call.at, *(f.lifts_at for f in findings if f.lifts_at is not None)])
+    candidates = []
+    nxt = calendar.next_allowed(callee.territory, t, history.department, policy.cautious_alsace)
+    if nxt is not None:
+        candidates.append(nxt)
+    for c in history.consents:
+        if c.slot_until is not None and valid_consent([c], t, policy, last_refusal) is not None:
+            start = max(t, c.slot_from or t)
+            if start < c.slot_until:
+                candidates.append(start)
+    if not candidates:
+        return None
+    retry = min(candidates)
+    # A gate that holds now may lapse by then: the retry must still pass it.
+    if regime_of(policy, retry) is Regime.FR_2026 and call.campaign.purpose is not Purpose.PRESS \
+            and not history.contract:
+        live = valid_consent(history.consents, retry, policy, last_refusal)
+        if live is None:
+            return None
+    elif regime_of(policy, retry) is Regime.FR_2023 and history.bloctel is not None:
+        age = (retry.astimezone(PARIS).date() - history.bloctel.snapshot_date).days
+        if age > policy.bloctel_max_age_days and call.campaign.purpose is not Purpose.PRESS \
+                and not history.contract:
+            return None
+    return retry.astimezone(PARIS)
+
+
+def _add_days(instant: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
+    """Calendar arithmetic: same wall-clock time N days later in `tz`."""
+    return (instant.astimezone(tz) + delta).astimezone(instant.tzinfo)
+
+
+def _verdict(findings: list[_Finding]) -> Verdict:
+    return Verdict.BLOCK if findings else Verdict.ALLOW
+
+
+def _decision(
+    call: Call, policy: Policy, verdict: Verdict, findings: list[_Finding], *,
+    callee: Number | None = None, local_time: datetime | None = None,
+    retry_at: datetime | None = None, counts: bool = False, notes: tuple[str, ...] = (),
+) -> Decision:
+    rules: list[str] = []
+    for f in findings:
+        if f.rule not in rules:
+            rules.append(f.rule)
+    return Decision(
+        verdict=verdict,
+        rules=tuple(rules),
+        reasons=tuple(f"{f.rule}: {f.reason}" for f in findings),
+        regime=regime_of(policy, call.at).value,
+        at=call.at,
+        callee=callee,
+        local_time=local_time,
+        retry_at=retry_at,
+        counts=counts and verdict is Verdict.ALLOW,
+        notes=notes,
+        campaign=call.campaign.name,
+        professional=call.professional.name,
+        dialled=call.dialled,
+        caller_id=None if call.masked else call.caller_id,
+    )

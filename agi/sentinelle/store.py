@@ -1,0 +1,600 @@
+"""Everything that touches the database goes through this module.
+
+One module so that a PostgreSQL backend can follow for multi-PBX sites: the
+rest of sentinelle sees `Store` methods and the plain dataclasses of
+`rules`, never SQL. The default backend is one SQLite file in WAL mode.
+
+Why the choices below:
+- `check_and_record` runs the read of the history, the pure decision and the
+  insert of the attempt inside ONE `BEGIN IMMEDIATE` transaction: SQLite
+  takes the write lock first, so two agents dialling the same number at the
+  same instant are serialised and can never make a fifth attempt (R-30).
+- Every failure (missing file, lock held too long, corruption, read-only)
+  surfaces as `StoreError`; callers turn it into a BLOCK (fail closed).
+- The file's identity is checked before each use: a store deleted or
+  replaced under a running service must not be written to as a ghost inode.
+- A Bloctel snapshot lives in its own table (`bloctel_<id>`, numbers as
+  INTEGER PRIMARY KEY): lookups are one B-tree probe, the load is committed
+  in small batches while marked `loading` so live checks are never starved,
+  and the switch to the new snapshot is one tiny transaction. A crash in the
+  middle leaves the previous snapshot current; the orphan is swept later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.request import pathname2url
+
+import sqlite_utils
+
+from .rules import Bloctel, Consent, Decision, History
+
+SCHEMA_VERSION = 1
+HISTORY_HORIZON = timedelta(days=62)  # covers R-30 (30 d) and R-31 (60 d) with DST slack
+BLOCTEL_BATCH = 50_000
+
+T = TypeVar("T")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used right now; the reason is meant for logs and decisions."""
+
+
+def ts(instant: datetime) -> str:
+    """One fixed UTC text format, so that SQL string comparison is time order."""
+    if instant.tzinfo is None:
+        raise ValueError(f"naive datetime {instant!r}: sentinelle only stores aware instants")
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def from_ts(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def e164_int(e164: str) -> int:
+    """Bloctel tables key numbers as integers: half the size of text, faster probes."""
+    return int(e164.lstrip("+"))
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentProof:
+    """What the professional must be able to prove for each consent (R-11)."""
+
+    source: str
+    given_at: datetime
+    channel: str = ""
+    wording: str = ""
+    evidence_ref: str = ""
+    slot_from: datetime | None = None
+    slot_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    id: int
+    professional: str
+    snapshot_date: date
+    kind: str
+    count: int
+    imported_at: datetime
+
+
+_SCHEMA: dict[str, dict[str, Any]] = {
+    "meta": {"columns": {"key": str, "value": str}, "pk": "key"},
+    "bloctel_snapshots": {
+        "columns": {"id": int, "professional": str, "snapshot_date": str, "kind": str,
+                    "table_name": str, "count": int, "state": str, "imported_at": str,
+                    "source": str},
+        "pk": "id",
+        "indexes": [["professional", "state"]],
+    },
+    "optouts": {
+        "columns": {"professional": str, "e164": str, "added_at": str, "source": str},
+        "pk": ("professional", "e164"),
+    },
+    "consents": {
+        "columns": {"id": int, "professional": str, "e164": str, "given_at": str, "source": str,
+                    "channel": str, "wording": str, "evidence_ref": str, "slot_from": str,
+                    "slot_until": str, "revoked_at": str, "recorded_at": str},
+        "pk": "id",
+        "indexes": [["professional", "e164"], ["e164"]],
+    },
+    "contracts": {
+        "columns": {"professional": str, "e164": str, "product": str, "added_at": str},
+        "pk": ("professional", "e164"),
+    },
+    "departments": {"columns": {"e164": str, "department": str}, "pk": "e164"},
+    "refusals": {
+        "columns": {"id": int, "professional": str, "campaign": str, "e164": str, "at": str,
+                    "source": str, "attempt_id": int, "recorded_at": str},
+        "pk": "id",
+        "indexes": [["professional", "e164", "at"], ["e164"]],
+    },
+    "attempts": {
+        "columns": {"id": int, "professional": str, "campaign": str, "e164": str, "at": str,
+                    "decision_id": int, "outcome": str, "answered_at": str, "ended_at": str,
+                    "cause": int, "cause_txt": str},
+        "pk": "id",
+        "indexes": [["professional", "e164", "at"], ["e164"], ["at"]],
+    },
+    "decisions": {
+        "columns": {"id": int, "at": str, "source": str, "campaign": str, "professional": str,
+                    "dialled": str, "e164": str, "caller_id": str, "verdict": str, "rules": str,
+                    "reasons": str, "regime": str, "retry_at": str, "attempt_id": int,
+                    "inputs": str},
+        "pk": "id",
+        "indexes": [["e164"], ["at"]],
+    },
+}
+
+
+class Store:
+    """A connection to the sentinelle store; not shared between threads."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        busy_timeout_ms: int = 1500,
+        synchronous: str = "normal",
+    ) -> None:
+        self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous.upper()
+        self._identity: tuple[int, int] | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._connect(create)
+
+    # -- connection lifecycle -----------------------------------------------
+
+    def _connect(self, create: bool) -> None:
+        memory = self.path == ":memory:"
+        if not memory and not create and not Path(self.path).exists():
+            raise StoreError(f"store missing: {self.path} (run an import or `sentinelle init`)")
+        try:
+            if memory:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            else:
+                mode = "rwc" if create else "rw"
+                uri = f"file:{pathname2url(os.path.abspath(self.path))}?mode={mode}"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            if not memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.synchronous == 'FULL' else 'NORMAL'}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._conn = conn
+            self._migrate()
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        if not memory:
+            st = os.stat(self.path)
+            self._identity = (st.st_dev, st.st_ino)
+
+    def _migrate(self) -> None:
+        assert self._conn is not None
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"store schema v{version} is newer than this sentinelle (v{SCHEMA_VERSION})")
+        db = sqlite_utils.Database(self._conn)
+        with self._tx():
+            for name, spec in _SCHEMA.items():
+                table = db.table(name)
+                table.create(spec["columns"], pk=spec["pk"], if_not_exists=True)
+                for cols in spec.get("indexes", []):
+                    table.create_index(cols, if_not_exists=True)
+            self._conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS refusals_attempt "
+                               "ON refusals(attempt_id) WHERE attempt_id IS NOT NULL")
+            # The decision log is evidence: rows are appended, never edited.
+            self._conn.execute(
+                "CREATE TRIGGER IF NOT EXISTS decisions_append_only BEFORE UPDATE ON decisions "
+                "BEGIN SELECT RAISE(ABORT, 'decision log is append-only'); END"
+            )
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """Reconnect lazily after a fault, and refuse a file deleted or replaced
+        under us (it would silently swallow records)."""
+        if self._identity is not None:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                self.close()
+                raise StoreError(f"store file disappeared: {self.path}") from None
+            if (st.st_dev, st.st_ino) != self._identity:
+                self.close()
+                self._identity = None
+        if self._conn is None:
+            self._connect(create=False)
+        assert self._conn is not None
+        return self._conn
+
+    @contextlib.contextmanager
+    def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        conn = self._conn if self._conn is not None else self.conn
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction whose SQLite errors become StoreError (fail closed)."""
+        try:
+            self.conn  # noqa: B018 - identity check and lazy reconnect
+            with self._tx(immediate) as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            self._drop_after(exc)
+            raise StoreError(f"store error ({self.path}): {exc}") from exc
+
+    def _drop_after(self, exc: sqlite3.Error) -> None:
+        """Locks are transient; anything else may be a replaced or corrupt file:
+        reopen next time rather than keep a poisoned connection."""
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            self.close()
+
+    # -- the hot path --------------------------------------------------------
+
+    def check_and_record(
+        self,
+        professional: str,
+        e164: str,
+        at: datetime,
+        decide: Callable[[History], Decision],
+        *,
+        record: bool,
+        source: str,
+        inputs: dict[str, Any] | None = None,
+    ) -> Decision:
+        """Read history, decide, and (if allowed and `record`) insert the
+        attempt and the decision, all in one write transaction (R-30)."""
+        with self.transaction(immediate=record) as conn:
+            history = self._history(conn, professional, e164, at)
+            decision = decide(history)
+            if record:
+                attempt_id = None
+                if decision.allowed and decision.counts:
+                    attempt_id = conn.execute(
+                        "INSERT INTO attempts (professional, campaign, e164, at) VALUES (?,?,?,?)",
+                        (professional, decision.campaign, e164, ts(at)),
+                    ).lastrowid
+                decision_id = self._log(conn, decision, source, attempt_id, inputs, history)
+                if attempt_id is not None:
+                    conn.execute("UPDATE attempts SET decision_id=? WHERE id=?",
+                                 (decision_id, attempt_id))
+                    decision = replace(decision, attempt_id=attempt_id)
+            return decision
+
+    def log_decision(self, decision: Decision, source: str,
+                     inputs: dict[str, Any] | None = None) -> int:
+        """Decisions taken without a history read (R-01, R-00, faults) are logged too."""
+        with self.transaction() as conn:
+            return self._log(conn, decision, source, None, inputs, None)
+
+    def _log(self, conn: sqlite3.Connection, d: Decision, source: str, attempt_id: int | None,
+             inputs: dict[str, Any] | None, history: History | None) -> int:
+        data = dict(inputs or {})
+        data["notes"] = list(d.notes)
+        if history is not None:
+            data["history"] = _history_summary(history)
+        cur = conn.execute(
+            "INSERT INTO decisions (at, source, campaign, professional, dialled, e164, caller_id,"
+            " verdict, rules, reasons, regime, retry_at, attempt_id, inputs)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (ts(d.at), source, d.campaign, d.professional, d.dialled,
+             d.callee.e164 if d.callee else None, d.caller_id, d.verdict.value,
+             ",".join(d.rules), json.dumps(list(d.reasons), ensure_ascii=False), d.regime,
+             ts(d.retry_at) if d.retry_at else None, attempt_id,
+             json.dumps(data, ensure_ascii=False, default=str)),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def history(self, professional: str, e164: str, at: datetime) -> History:
+        with self.transaction(immediate=False) as conn:
+            return self._history(conn, professional, e164, at)
+
+    def _history(self, conn: sqlite3.Connection, professional: str, e164: str,
+                 at: datetime) -> History:
+        lo, hi = ts(at - HISTORY_HORIZON), ts(at + HISTORY_HORIZON)
+        key = (professional, e164)
+        attempts = tuple(
+            datetime.fromisoformat(r[0]) for r in conn.execute(
+                "SELECT at FROM attempts WHERE professional=? AND e164=? AND at>=? AND at<=?",
+                (*key, lo, hi))
+        )
+        refusals = tuple(
+            datetime.fromisoformat(r[0]) for r in conn.execute(
+                "SELECT at FROM refusals WHERE professional=? AND e164=? AND at>=? AND at<=?",
+                (*key, lo, ts(at)))
+        )
+        consents = tuple(
+            Consent(given_at=datetime.fromisoformat(r[0]), source=r[1], revoked_at=from_ts(r[2]),
+                    slot_from=from_ts(r[3]), slot_until=from_ts(r[4]))
+            for r in conn.execute(
+                "SELECT given_at, source, revoked_at, slot_from, slot_until FROM consents"
+                " WHERE professional=? AND e164=?", key)
+        )
+        contract = conn.execute(
+            "SELECT 1 FROM contracts WHERE professional=? AND e164=?", key).fetchone() is not None
+        opted_out = conn.execute(
+            "SELECT 1 FROM optouts WHERE professional=? AND e164=?", key).fetchone() is not None
+        dept = conn.execute("SELECT department FROM departments WHERE e164=?", (e164,)).fetchone()
+        return History(
+            attempts=attempts, refusals=refusals, consents=consents, contract=contract,
+            opted_out=opted_out, bloctel=self._bloctel(conn, professional, e164),
+            department=dept[0] if dept else None,
+        )
+
+    def _bloctel(self, conn: sqlite3.Connection, professional: str, e164: str) -> Bloctel | None:
+        row = conn.execute(
+            "SELECT id, snapshot_date, kind FROM bloctel_snapshots"
+            " WHERE professional=? AND state='current'", (professional,)).fetchone()
+        if row is None:
+            return None
+        try:
+            number = e164_int(e164)
+        except ValueError:
+            number = -1
+        listed = conn.execute(
+            f"SELECT 1 FROM {_snapshot_table(row[0])} WHERE e164=?",  # noqa: S608 - int id
+            (number,)).fetchone() is not None
+        return Bloctel(date.fromisoformat(row[1]), row[2], listed)
+
+    # -- facts entered by admins, the CLI or the ARI listener ---------------
+
+    def add_refusal(self, professional: str, campaign: str, e164: str, at: datetime,
+                    source: str, attempt_id: int | None = None) -> bool:
+        """R-31. Idempotent per attempt: a refusal seen by DTMF and by agent
+        disposition for the same call is one refusal. Returns True if new.
+        Consents given before it are revoked (R-31 under fr-2026)."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO refusals (professional, campaign, e164, at, source,"
+                " attempt_id, recorded_at) VALUES (?,?,?,?,?,?,?)",
+                (professional, campaign, e164, ts(at), source, attempt_id, ts(_now())))
+            if cur.rowcount == 0:
+                return False
+            conn.execute(
+                "UPDATE consents SET revoked_at=? WHERE professional=? AND e164=?"
+                " AND given_at<=? AND revoked_at IS NULL",
+                (ts(at), professional, e164, ts(at)))
+            return True
+
+    def add_consent(self, professional: str, e164: str, proof: ConsentProof) -> int:
+        with self.transaction() as conn:
+            return self._insert_consent(conn, professional, e164, proof)
+
+    @staticmethod
+    def _insert_consent(conn: sqlite3.Connection, professional: str, e164: str,
+                        p: ConsentProof) -> int:
+        cur = conn.execute(
+            "INSERT INTO consents (professional, e164, given_at, source, channel, wording,"
+            " evidence_ref, slot_from, slot_until, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (professional, e164, ts(p.given_at), p.source, p.channel, p.wording, p.evidence_ref,
+             ts(p.slot_from) if p.slot_from else None,
+             ts(p.slot_until) if p.slot_until else None, ts(_now())))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def revoke_consent(self, professional: str, e164: str, at: datetime) -> int:
+        with self.transaction() as conn:
+            return conn.execute(
+                "UPDATE consents SET revoked_at=? WHERE professional=? AND e164=?"
+                " AND revoked_at IS NULL", (ts(at), professional, e164)).rowcount
+
+    def add_contract(self, professional: str, e164: str, product: str = "") -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO contracts VALUES (?,?,?,?)",
+                         (professional, e164, product, ts(_now())))
+
+    def set_optout(self, professional: str, e164: str, present: bool, source: str = "cli") -> bool:
+        """R-12. Returns whether anything changed."""
+        with self.transaction() as conn:
+            if present:
+                return conn.execute("INSERT OR IGNORE INTO optouts VALUES (?,?,?,?)",
+                                    (professional, e164, ts(_now()), source)).rowcount > 0
+            return conn.execute("DELETE FROM optouts WHERE professional=? AND e164=?",
+                                (professional, e164)).rowcount > 0
+
+    def import_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> int:
+        """Consents, contracts or departments from a validated import: one
+        transaction, so a failure leaves nothing half-imported."""
+        count = 0
+        with self.transaction() as conn:
+            for row in rows:
+                if table == "consents":
+                    proof = row["proof"]
+                    self._insert_consent(conn, row["professional"], row["e164"], proof)
+                elif table == "contracts":
+                    conn.execute("INSERT OR REPLACE INTO contracts VALUES (?,?,?,?)",
+                                 (row["professional"], row["e164"], row.get("product", ""),
+                                  ts(_now())))
+                elif table == "departments":
+                    conn.execute("INSERT OR REPLACE INTO departments VALUES (?,?)",
+                                 (row["e164"], row["department"]))
+                else:
+                    raise ValueError(f"unknown import table {table!r}")
+                count += 1
+        return count
+
+    # -- Bloctel snapshots -------------------------------------------------
+
+    def begin_snapshot(self, professional: str, snapshot_date: date, kind: str, source: str) -> int:
+        self.sweep_loading()
+        with self.transaction() as conn:
+            sid = conn.execute(
+                "INSERT INTO bloctel_snapshots (professional, snapshot_date, kind, table_name,"
+                " count, state, imported_at, source) VALUES (?,?,?,?,0,'loading',?,?)",
+                (professional, snapshot_date.isoformat(), kind, "", ts(_now()), source),
+            ).lastrowid
+            assert sid is not None
+            conn.execute(f"CREATE TABLE {_snapshot_table(sid)} (e164 INTEGER PRIMARY KEY)")
+            conn.execute("UPDATE bloctel_snapshots SET table_name=? WHERE id=?",
+                         (_snapshot_table(sid), sid))
+        return sid
+
+    def load_snapshot(self, sid: int, numbers: Iterable[int]) -> None:
+        """Append a batch; duplicates inside a file are harmless."""
+        with self.transaction() as conn:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {_snapshot_table(sid)} (e164) VALUES (?)",  # noqa: S608
+                ((n,) for n in numbers))
+
+    def commit_snapshot(self, sid: int) -> int:
+        """The atomic switch: the new snapshot becomes current, the old one goes."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT professional FROM bloctel_snapshots WHERE id=? AND"
+                               " state='loading'", (sid,)).fetchone()
+            if row is None:
+                raise StoreError(f"snapshot {sid} is not being loaded")
+            count = conn.execute(f"SELECT count(*) FROM {_snapshot_table(sid)}").fetchone()[0]  # noqa: S608
+            old = [r[0] for r in conn.execute(
+                "SELECT id FROM bloctel_snapshots WHERE professional=? AND state='current'",
+                (row[0],))]
+            for oid in old:
+                conn.execute(f"DROP TABLE IF EXISTS {_snapshot_table(oid)}")
+                conn.execute("UPDATE bloctel_snapshots SET state='replaced' WHERE id=?", (oid,))
+            conn.execute("UPDATE bloctel_snapshots SET state='current', count=? WHERE id=?",
+                         (count, sid))
+        return count
+
+    def abort_snapshot(self, sid: int) -> None:
+        with self.transaction() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {_snapshot_table(sid)}")
+            conn.execute("UPDATE bloctel_snapshots SET state='aborted' WHERE id=?", (sid,))
+
+    def sweep_loading(self) -> int:
+        """Drop snapshots left `loading` by a killed import. Only called by a new
+        import, which is the one process that may own loading snapshots."""
+        with self.transaction() as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM bloctel_snapshots WHERE state='loading'")]
+            for sid in ids:
+                conn.execute(f"DROP TABLE IF EXISTS {_snapshot_table(sid)}")
+                conn.execute("UPDATE bloctel_snapshots SET state='aborted' WHERE id=?", (sid,))
+        return len(ids)
+
+    def snapshots(self, professional: str | None = None) -> list[Snapshot]:
+        with self.transaction(immediate=False) as conn:
+            rows = conn.execute(
+                "SELECT id, professional, snapshot_date, kind, count, imported_at"
+                " FROM bloctel_snapshots WHERE state='current' AND (? IS NULL OR professional=?)"
+                " ORDER BY professional", (professional, professional)).fetchall()
+        return [Snapshot(r[0], r[1], date.fromisoformat(r[2]), r[3], r[4],
+                         datetime.fromisoformat(r[5])) for r in rows]
+
+    # -- outcomes (ARI listener) -------------------------------------------
+
+    def record_outcome(self, attempt_id: int, *, outcome: str, answered_at: datetime | None,
+                       ended_at: datetime | None, cause: int | None, cause_txt: str | None) -> bool:
+        with self.transaction() as conn:
+            return conn.execute(
+                "UPDATE attempts SET outcome=?, answered_at=COALESCE(?, answered_at),"
+                " ended_at=?, cause=?, cause_txt=? WHERE id=?",
+                (outcome, ts(answered_at) if answered_at else None,
+                 ts(ended_at) if ended_at else None, cause, cause_txt, attempt_id)).rowcount > 0
+
+    def attempt(self, attempt_id: int) -> dict[str, Any] | None:
+        with self.transaction(immediate=False) as conn:
+            cur = conn.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,))
+            row = cur.fetchone()
+            return None if row is None else dict(zip([c[0] for c in cur.description], row,
+                                                     strict=True))
+
+    def open_attempts(self, since: datetime) -> list[int]:
+        with self.transaction(immediate=False) as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT id FROM attempts WHERE outcome IS NULL AND at>=?", (ts(since),))]
+
+    # -- reading for people -------------------------------------------------
+
+    def timeline(self, e164: str) -> dict[str, list[dict[str, Any]]]:
+        """Everything known of one callee, for `sentinelle history`."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        queries = {
+            "attempts": "SELECT * FROM attempts WHERE e164=? ORDER BY at",
+            "refusals": "SELECT * FROM refusals WHERE e164=? ORDER BY at",
+            "consents": "SELECT * FROM consents WHERE e164=? ORDER BY given_at",
+            "contracts": "SELECT * FROM contracts WHERE e164=?",
+            "optouts": "SELECT * FROM optouts WHERE e164=?",
+            "decisions": "SELECT * FROM decisions WHERE e164=? ORDER BY id",
+        }
+        with self.transaction(immediate=False) as conn:
+            for name, sql in queries.items():
+                cur = conn.execute(sql, (e164,))
+                cols = [c[0] for c in cur.description]
+                out[name] = [dict(zip(cols, row, strict=True)) for row in cur]
+        return out
+
+    def count(self, table: str) -> int:
+        if table not in _SCHEMA:
+            raise ValueError(f"unknown table {table!r}")
+        with self.transaction(immediate=False) as conn:
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+
+    def run(self, fn: Callable[[sqlite3.Connection], T], immediate: bool = False) -> T:
+        """For tests and tools that need a raw read (e.g. the invariant checker)."""
+        with self.transaction(immediate=immediate) as conn:
+            return fn(conn)
+
+
+def _snapshot_table(sid: int) -> str:
+    return f"bloctel_{int(sid)}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _history_summary(h: History) -> dict[str, Any]:
+    """What the decision saw, kept with it so an auditor can replay it."""
+    return {
+        "attempts": [ts(a) for a in h.attempts],
+        "refusals": [ts(r) for r in h.refusals],
+        "consents": [{"given_at": ts(c.given_at), "source": c.source,
+                      "revoked_at": ts(c.revoked_at) if c.revoked_at else None}
+                     for c in h.consents],
+        "contract": h.contract,
+        "opted_out": h.opted_out,
+        "bloctel": None if h.bloctel is None else {
+            "snapshot_date": h.bloctel.snapshot_date.isoformat(), "kind": h.bloctel.kind,
+            "listed": h.bloctel.listed},
+        "department": h.department,
+    }
