@@ -1,0 +1,310 @@
+"""The FastAGI service: Asterisk asks, sentinelle answers with channel variables.
+
+panoramisk parses AGI results, but the accept loop is ours: panoramisk 1.4's
+`Application.handler` spins at 100% CPU when a client closes before sending
+its headers (a TCP health check does exactly that), and has neither a header
+deadline nor a size limit. Here every connection gets a header deadline, a
+size cap, a per-request deadline and a connection cap, so one bad client
+never slows the others. Decisions run in one worker thread that owns the
+SQLite connection: a store blocked on a lock delays only the checks, never
+the event loop that accepts and times them out.
+
+Fail closed everywhere: an error, a timeout or a store fault answers BLOCK
+(unless the campaign opted for fail-open), and the dialplan hangs up on
+anything but an explicit ALLOW.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from panoramisk.utils import parse_agi_result
+
+from . import agivars, logs
+from .guard import Request, check
+from .policy import Campaign, Config, Professional
+from .rules import SYS_TIMEOUT, Call, Decision, fail_closed
+from .store import Store, StoreError
+
+log = logging.getLogger("sentinelle.fastagi")
+
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_LINES = 128
+MAX_LINE = 4096
+REASON_MAX = 160
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+# agi_callingpres: bits 0x60 are the presentation indicator (0x20 prohibited,
+# 0x40 unavailable); either way the callee sees no number (R-40).
+_PRES_MASK = 0x60
+
+
+class AgiError(Exception):
+    """The peer broke the AGI protocol; the connection is dropped."""
+
+
+def ascii_safe(value: str, limit: int = REASON_MAX) -> str:
+    """Make a value safe inside `SET VARIABLE name "value"`: ASCII, no
+    newline (a second AGI command), no quote or backslash (a broken one)."""
+    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    text = _UNSAFE.sub(" ", text).replace('"', "'").replace("\\", "/")
+    return text[:limit]
+
+
+def is_masked(headers: dict[str, str]) -> bool:
+    pres = headers.get("agi_callingpres", "0").strip()
+    try:
+        masked = (int(pres) & _PRES_MASK) != 0
+    except ValueError:
+        masked = pres.lower().startswith(("prohib", "unavail"))
+    return masked or headers.get("agi_callerid", "").strip().lower() in (
+        "", "unknown", "anonymous", "restricted")
+
+
+@dataclass
+class Stats:
+    connections: int = 0
+    refused: int = 0
+    bad_headers: int = 0
+    timeouts: int = 0
+    decisions: dict[str, int] = field(default_factory=lambda: {"allow": 0, "block": 0})
+
+
+class FastAgiServer:
+    def __init__(self, config: Config, clock: Callable[[], datetime],
+                 on_decision: Callable[[Decision, float], None] | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.on_decision = on_decision
+        self.stats = Stats()
+        self._networks = [ipaddress.ip_network(a, strict=False) for a in config.server.allow]
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinelle-store")
+        self._store: Store | None = None
+        self._server: asyncio.Server | None = None
+        self._active: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> tuple[str, int]:
+        sc = self.config.server
+        self._server = await asyncio.start_server(self._accept, sc.host, sc.port,
+                                                  limit=MAX_LINE, backlog=512)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        logs.event(log, "listening", host=host, port=port, store=self.config.store.path)
+        return host, port
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM: stop accepting, let in-flight checks finish, then close."""
+        if self._server is not None:
+            self._server.close()
+        if self._active:
+            await asyncio.wait(set(self._active), timeout=grace_s)
+        if self._server is not None:
+            await self._server.wait_closed()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_store)
+        self._executor.shutdown(wait=True)
+
+    # -- one connection ------------------------------------------------------
+
+    def _allowed_peer(self, peer: str) -> bool:
+        if not self._networks:
+            return ipaddress.ip_address(peer).is_loopback
+        addr = ipaddress.ip_address(peer)
+        return any(addr in net for net in self._networks)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
+        peer = (writer.get_extra_info("peername") or ("?",))[0]
+        try:
+            if not self._allowed_peer(peer):
+                self.stats.refused += 1
+                logs.event(log, "connection refused: peer not in server.allow", logging.WARNING,
+                           peer=peer)
+                return
+            if len(self._active) > self.config.server.max_connections:
+                self.stats.refused += 1
+                logs.event(log, "connection refused: too many connections", logging.WARNING,
+                           peer=peer, active=len(self._active))
+                return
+            self.stats.connections += 1
+            await self._serve(reader, writer, peer)
+        except (ConnectionError, AgiError, asyncio.IncompleteReadError) as exc:
+            logs.event(log, "connection dropped", logging.INFO, peer=peer, error=str(exc))
+        except Exception:
+            log.exception("unexpected error on FastAGI connection")
+        finally:
+            self._active.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     peer: str) -> None:
+        sc = self.config.server
+        try:
+            headers = await asyncio.wait_for(read_headers(reader), sc.header_timeout_s)
+        except TimeoutError:
+            self.stats.bad_headers += 1
+            logs.event(log, "no AGI headers before the deadline", logging.WARNING, peer=peer)
+            return
+        if headers is None:
+            return  # connect + close: a health check, nothing to say
+        script = headers.get("agi_network_script", "").strip("/")
+        if script != agivars.ROUTE_CHECK:
+            self.stats.bad_headers += 1
+            logs.event(log, "unknown FastAGI route", logging.WARNING, peer=peer,
+                       route=ascii_safe(script, 64))
+            return
+        agi = AgiChannel(reader, writer)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + sc.request_timeout_s
+        try:
+            decision = await asyncio.wait_for(self._decide(agi, headers), sc.request_timeout_s)
+        except TimeoutError:
+            self.stats.timeouts += 1
+            decision = self._timeout_decision(headers)
+        elapsed = loop.time() - started
+        self.stats.decisions[decision.verdict.value] += 1
+        if self.on_decision:
+            self.on_decision(decision, elapsed)
+        remaining = max(0.05, deadline - loop.time())
+        await asyncio.wait_for(self._answer(agi, decision), remaining)
+
+    async def _decide(self, agi: AgiChannel, headers: dict[str, str]) -> Decision:
+        campaign = headers.get("agi_arg_2", "").strip()
+        if not campaign:
+            campaign = await agi.get_variable(agivars.CAMPAIGN)
+        number = headers.get("agi_arg_1", "").strip() or headers.get("agi_extension", "")
+        masked = is_masked(headers)
+        req = Request(
+            dialled=number, at=self.clock(), campaign=campaign or None,
+            caller_id=None if masked else headers.get("agi_callerid", "").strip(),
+            masked=masked, record=True, source="agi",
+            context=(("channel", headers.get("agi_channel", "")),
+                     ("uniqueid", headers.get("agi_uniqueid", ""))),
+        )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._check_in_worker, req)
+
+    def _check_in_worker(self, req: Request) -> Decision:
+        """Runs in the store thread: (re)open the store lazily so the service
+        recovers by itself once a missing or broken store is fixed."""
+        error = None
+        if self._store is None:
+            sc = self.config.store
+            try:
+                self._store = Store(sc.path, create=False, busy_timeout_ms=sc.busy_timeout_ms,
+                                    synchronous=sc.synchronous)
+            except StoreError as exc:
+                error = str(exc)
+        decision = check(self.config, self._store, req, store_error=error)
+        if self._store is not None and not self._store.is_open:
+            self._store = None  # poisoned connection was dropped: reopen next time
+        return decision
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _timeout_decision(self, headers: dict[str, str]) -> Decision:
+        name = headers.get("agi_arg_2", "") or "?"
+        try:
+            campaign = self.config.campaign(name)
+            pro = self.config.professional_of(campaign)
+        except Exception:
+            campaign, pro = Campaign(name, "?"), Professional("?")
+        call = Call(dialled=headers.get("agi_arg_1", ""), at=self.clock(), campaign=campaign,
+                    professional=pro)
+        decision = fail_closed(call, SYS_TIMEOUT, "check exceeded server.request_timeout_s",
+                               self.config.policy)
+        logs.event(log, "decision", logging.WARNING, verdict=decision.verdict.value,
+                   rules=list(decision.rules), dialled=call.dialled, source="agi")
+        return decision
+
+    async def _answer(self, agi: AgiChannel, d: Decision) -> None:
+        """VERDICT goes last: a connection cut half-way never leaves an ALLOW
+        behind without the rest, and the dialplan cleared it before the AGI."""
+        reason = d.reasons[0] if d.reasons else (d.notes[0] if d.notes else "")
+        await agi.set_variable(agivars.RULES, ",".join(d.rules))
+        await agi.set_variable(agivars.REASON, reason)
+        await agi.set_variable(agivars.RETRY_AT, d.retry_at.isoformat() if d.retry_at else "")
+        await agi.set_variable(agivars.ATTEMPT, str(d.attempt_id or ""))
+        await agi.set_variable(agivars.VERDICT, agivars.ALLOW if d.allowed else agivars.BLOCK)
+
+
+async def read_headers(reader: asyncio.StreamReader) -> dict[str, str] | None:
+    """AGI environment: `agi_key: value` lines up to a blank line. Returns
+    None on an immediate close; raises AgiError on oversize or a close mid-way."""
+    headers: dict[str, str] = {}
+    total = 0
+    for _ in range(MAX_HEADER_LINES + 1):
+        try:
+            line = await reader.readline()
+        except ValueError as exc:  # line longer than the stream limit
+            raise AgiError(f"header line too long: {exc}") from None
+        if not line:
+            if not headers and total == 0:
+                return None
+            raise AgiError("connection closed inside the AGI headers")
+        total += len(line)
+        if total > MAX_HEADER_BYTES:
+            raise AgiError("AGI headers too large")
+        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not text:
+            return headers
+        key, sep, value = text.partition(":")
+        if sep and key.startswith("agi_"):
+            headers[key.strip()] = value.strip()
+    raise AgiError("too many AGI header lines")
+
+
+class AgiChannel:
+    """AGI commands on one connection, results parsed by panoramisk."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def command(self, cmd: str) -> dict[str, object]:
+        if "\n" in cmd or "\r" in cmd:
+            raise AgiError("refusing to send a command containing a newline")
+        self.writer.write(cmd.encode("ascii", "replace") + b"\n")
+        await self.writer.drain()
+        while True:
+            line = await self.reader.readline()
+            if not line:
+                raise AgiError(f"connection closed waiting for the result of {cmd.split()[0]}")
+            text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+            if text.startswith("520-"):  # usage error: skip the multi-line usage text
+                while text and not text.startswith("520 "):
+                    text = (await self.reader.readline()).decode("utf-8", "replace").rstrip("\r\n")
+                raise AgiError(f"AGI usage error for {cmd.split()[0]}")
+            try:
+                result = parse_agi_result(text)
+            except (ValueError, TypeError):
+                raise AgiError(f"unparsable AGI result {text[:80]!r}") from None
+            if result.get("status_code") == 100:
+                continue
+            if "error" in result:
+                raise AgiError(f"{result['error']} for {cmd.split()[0]}: {text[:80]!r}")
+            return result
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.command(f'SET VARIABLE {name} "{ascii_safe(value)}"')
+
+    async def get_variable(self, name: str) -> str:
+        result = await self.command(f"GET VARIABLE {name}")
+        code, data = result.get("result", ("0", ""))  # type: ignore[misc]
+        return ascii_safe(str(data), 64).strip() if code == "1" else ""

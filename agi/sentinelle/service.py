@@ -1,0 +1,62 @@
+"""`sentinelle serve`: the long-running process beside Asterisk.
+
+Runs the FastAGI server (and, when configured, the ARI listener) on one
+event loop, and shuts down gracefully on SIGTERM/SIGINT: stop accepting,
+finish the checks in flight, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+from datetime import datetime
+
+from . import logs
+from .clock import frozen, system_clock
+from .fastagi import FastAgiServer
+from .policy import Config, ConfigError
+from .store import Store
+
+log = logging.getLogger("sentinelle.service")
+
+
+def validate_for_serving(config: Config) -> None:
+    """Refuse an exposed listener without an allow list: a FastAGI port open
+    to the network would let anyone probe the lists and burn attempts."""
+    host = config.server.host
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not config.server.allow:
+        raise ConfigError("server.allow", f"listen address {config.server.listen} is not loopback: "
+                                          "list the PBX addresses allowed to connect")
+    for entry in config.server.allow:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError("server.allow", f"not an address or network: {entry!r}") from None
+
+
+async def run(config: Config, at: datetime | None = None,
+              ready: asyncio.Event | None = None) -> None:
+    validate_for_serving(config)
+    sc = config.store
+    Store(sc.path, create=True, busy_timeout_ms=sc.busy_timeout_ms).close()  # schema ready
+    clock = frozen(at) if at else system_clock
+    server = FastAgiServer(config, clock)
+    await server.start()
+    if at:
+        logs.event(log, "clock frozen (tests and demos only)", logging.WARNING, at=at.isoformat())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    logs.event(log, "stopping: finishing in-flight checks")
+    await server.stop()
+    logs.event(log, "stopped", **server.stats.decisions)

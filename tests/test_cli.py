@@ -1,0 +1,144 @@
+"""The CLI contract: exit codes, JSON shape, and every command documented."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from sentinelle.cli import main
+
+README = Path(__file__).parent.parent / "README.md"
+NPV = "0162000000"
+
+
+@pytest.fixture
+def cli(config_path):
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, ["--config", str(config_path), *args], catch_exceptions=False)
+
+    invoke("init")
+    return invoke
+
+
+def _commands(group: click.Group, prefix: str = "sentinelle") -> list[str]:
+    out = []
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, f"{prefix} {name}")
+        else:
+            out.append(f"{prefix} {name}")
+    return out
+
+
+def test_every_command_is_documented_in_readme():
+    text = README.read_text()
+    missing = [c for c in _commands(main) if f"### {c}\n" not in text]
+    assert not missing, f"undocumented commands: {missing}"
+
+
+def test_check_exit_codes_and_json(cli):
+    r = cli("check", "0612345678", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-12-01T10:30", "--json")
+    assert r.exit_code == 1
+    data = json.loads(r.output)
+    assert data["verdict"] == "block" and data["rules"] == ["R-11"]
+    assert data["regime"] == "fr-2026" and data["retry_at"] is None
+    assert data["callee"] == {"e164": "+33612345678", "territory": "FR", "kind": "mobile",
+                              "timezone": "Europe/Paris",
+                              "local_time": "2026-12-01T10:30:00+01:00"}
+    r = cli("consent", "add", "0612345678", "--campaign", "promo", "--source", "web",
+            "--at", "2026-11-01T09:00")
+    assert r.exit_code == 0
+    r = cli("check", "0612345678", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-12-01T10:30:00+01:00", "--json", "--record")
+    assert r.exit_code == 0
+    assert json.loads(r.output)["attempt_id"] == 1
+
+
+def test_check_usage_errors_exit_2(cli):
+    assert cli("check", "0612345678").exit_code == 2  # several campaigns, none named
+    assert cli("check", "0612345678", "--campaign", "nope").exit_code == 2
+    assert cli("check", "0612345678", "--campaign", "promo", "--at", "tomorrow").exit_code == 2
+    assert cli("check", "0612345678", "--campaign", "promo", "--masked",
+               "--caller-id", NPV).exit_code == 2
+
+
+def test_at_offset_decides_in_callee_time(cli):
+    """13:30 in Réunion is 10:30 in Paris: R-20 is judged in the callee's time."""
+    cli("consent", "add", "0692123456", "--campaign", "promo", "--source", "web",
+        "--at", "2026-11-01T09:00")
+    r = cli("check", "0692123456", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-12-01T09:30:00Z", "--json")
+    data = json.loads(r.output)
+    assert data["callee"]["territory"] == "RE"
+    assert data["rules"] == ["R-20"] and r.exit_code == 1
+    assert data["retry_at"].startswith("2026-12-01T11:00:00+01:00")  # 14:00 in Réunion
+
+
+def test_refusal_then_history(cli):
+    cli("consent", "add", "0612345678", "--campaign", "promo", "--source", "web",
+        "--at", "2026-11-01T09:00")
+    r = cli("refusal", "add", "06.12.34.56.78", "--campaign", "promo", "--at", "2026-11-20T11:00")
+    assert "recorded" in r.output
+    r = cli("check", "0612345678", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-12-01T10:30", "--json")
+    assert set(json.loads(r.output)["rules"]) == {"R-11", "R-31"}
+    r = cli("history", "0612345678", "--json")
+    data = json.loads(r.output)
+    assert len(data["refusals"]) == 1 and data["consents"][0]["revoked_at"]
+
+
+def test_optout_and_contract(cli):
+    assert "added" in cli("optout", "add", "0612345678", "--campaign", "promo").output
+    r = cli("check", "0612345678", "--campaign", "service", "--caller-id", NPV,
+            "--at", "2026-12-01T10:30", "--json")
+    assert json.loads(r.output)["rules"] == ["R-12"]
+    assert "removed" in cli("optout", "remove", "0612345678", "--campaign", "promo").output
+    cli("contract", "add", "0612345678", "--campaign", "promo", "--product", "energy")
+    r = cli("check", "0612345678", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-12-01T10:30")
+    assert r.exit_code == 0
+
+
+def test_import_bloctel_rejects_bad_file_with_line_number(cli, tmp_path):
+    f = tmp_path / "b.txt"
+    f.write_text("0612345678\nnot-a-number\n")
+    r = cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2026-07-01")
+    assert r.exit_code == 1 and "line 2" in r.output
+    f.write_text("0612345678\n")
+    r = cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2026-07-01")
+    assert r.exit_code == 0 and "imported 1" in r.output
+    r = cli("check", "0612345678", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-07-02T10:30", "--json")
+    assert json.loads(r.output)["rules"] == ["R-10"]
+
+
+def test_rules_lists_every_rule_id():
+    out = CliRunner().invoke(main, ["rules"]).output
+    ids = re.findall(r"^(R-\d\d)", out, re.M)
+    assert ids == ["R-00", "R-01", "R-02", "R-10", "R-11", "R-12", "R-20", "R-21", "R-22",
+                   "R-30", "R-31", "R-40", "R-41", "R-42", "R-43"]
+
+
+def test_invalid_config_names_the_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[policy]\nforeign = "maybe"\n')
+    r = CliRunner().invoke(main, ["--config", str(bad), "check", "112"])
+    assert r.exit_code == 2 and "policy.foreign" in r.output
+
+
+def test_console_script_runs(tmp_path):
+    """The installed entry point, as admins and the dialplan demo use it."""
+    exe = Path(__file__).parent.parent / ".venv" / "bin" / "sentinelle"
+    cmd = [str(exe)] if exe.exists() else ["sentinelle"]
+    r = subprocess.run([*cmd, "check", "112", "--json"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and json.loads(r.stdout)["notes"][0].startswith("R-00")

@@ -1,0 +1,243 @@
+"""The FastAGI service against a fake Asterisk (fast); tests/e2e repeats the
+important paths on a real Asterisk."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from fakeasterisk import call, headers_for
+from sentinelle.clock import frozen
+from sentinelle.fastagi import FastAgiServer, ascii_safe, is_masked
+from sentinelle.policy import Config
+from sentinelle.store import ConsentProof, Store
+
+PARIS = ZoneInfo("Europe/Paris")
+TUESDAY = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
+
+
+def _serve(config: Config, at: datetime = TUESDAY, **server: object) -> FastAgiServer:
+    sc = dataclasses.replace(config.server, listen="127.0.0.1:0", **server)
+    return FastAgiServer(dataclasses.replace(config, server=sc), frozen(at))
+
+
+def _consent(store: Store, e164: str) -> None:
+    store.add_consent("acme", e164, ConsentProof(source="web", given_at=datetime(2026, 11, 1,
+                                                                                   tzinfo=PARIS)))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_allowed_call_is_recorded_and_verdict_set_last(config, store):
+    _consent(store, "+33612345678")
+
+    async def scenario():
+        srv = _serve(config)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for("0612345678"))
+        finally:
+            await srv.stop()
+
+    res = run(scenario())
+    assert res.verdict == "ALLOW"
+    assert res.variables["SENTINELLE_RULES"] == ""
+    attempt = int(res.variables["SENTINELLE_ATTEMPT"])
+    assert store.attempt(attempt)["e164"] == "+33612345678"
+    assert res.commands[-1].startswith("SET VARIABLE SENTINELLE_VERDICT")
+    assert store.count("decisions") == 1
+
+
+def test_blocked_without_consent_sets_rule_and_no_attempt(config, store):
+    async def scenario():
+        srv = _serve(config)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for("0612345678"))
+        finally:
+            await srv.stop()
+
+    res = run(scenario())
+    assert res.verdict == "BLOCK"
+    assert res.variables["SENTINELLE_RULES"] == "R-11"
+    assert res.variables["SENTINELLE_ATTEMPT"] == ""
+    assert store.count("attempts") == 0
+
+
+def test_campaign_from_channel_variable_when_no_argument(config, store):
+    _consent(store, "+33612345678")
+
+    async def scenario():
+        srv = _serve(config)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for("0612345678", campaign=None),
+                              variables={"SENTINELLE_CAMPAIGN": "promo"})
+        finally:
+            await srv.stop()
+
+    res = run(scenario())
+    assert "GET VARIABLE SENTINELLE_CAMPAIGN" in res.commands
+    assert res.verdict == "ALLOW"
+
+
+def test_masked_presentation_is_R40(config, store):
+    _consent(store, "+33612345678")
+
+    async def scenario():
+        srv = _serve(config)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for("0612345678", callingpres=0x21))
+        finally:
+            await srv.stop()
+
+    res = run(scenario())
+    assert res.verdict == "BLOCK"
+    assert "R-40" in res.variables["SENTINELLE_RULES"].split(",")
+
+
+def test_missing_store_fails_closed_then_recovers(config, tmp_path):
+    """No store file: BLOCK with SYS-STORE; once created, the same server allows."""
+    async def scenario():
+        srv = _serve(config)
+        _, port = await srv.start()
+        try:
+            first = await call(port, headers_for("0612345678"))
+            s = Store(config.store.path, create=True)
+            _consent(s, "+33612345678")
+            s.close()
+            second = await call(port, headers_for("0612345678"))
+            return first, second
+        finally:
+            await srv.stop()
+
+    first, second = run(scenario())
+    assert first.verdict == "BLOCK" and first.variables["SENTINELLE_RULES"] == "SYS-STORE"
+    assert second.verdict == "ALLOW"
+
+
+def test_connect_close_and_silent_clients_do_not_hurt_others(config, store):
+    """A TCP health check (connect + close) and idle clients past the header
+    deadline leave the service answering promptly."""
+    _consent(store, "+33612345678")
+
+    async def scenario():
+        srv = _serve(config, header_timeout_s=0.3)
+        _, port = await srv.start()
+        try:
+            for _ in range(5):
+                with socket.create_connection(("127.0.0.1", port)):
+                    pass
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            res = await call(port, headers_for("0612345678"))
+            elapsed = loop.time() - t0
+            await asyncio.sleep(0.5)  # idle ones hit the header deadline and are closed
+            closed = [await r.read() == b"" for r, _ in idle]
+            for _, w in idle:
+                w.close()
+            return res, elapsed, closed, srv.stats
+        finally:
+            await srv.stop()
+
+    res, elapsed, closed, stats = run(scenario())
+    assert res.verdict == "ALLOW"
+    assert elapsed < 0.25
+    assert all(closed)
+    assert stats.bad_headers >= 20
+
+
+def test_unknown_route_and_garbage_are_dropped_without_verdict(config, store):
+    async def scenario():
+        srv = _serve(config)
+        _, port = await srv.start()
+        try:
+            wrong = await call(port, headers_for("0612345678", script="other"))
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"\x00\xff" * 5000 + b"\n\n")
+            await w.drain()
+            garbage = await asyncio.wait_for(r.read(), 3)
+            w.close()
+            ok = await call(port, headers_for("112"))
+            return wrong, garbage, ok
+        finally:
+            await srv.stop()
+
+    wrong, garbage, ok = run(scenario())
+    assert wrong.verdict is None and wrong.closed_by_server
+    assert garbage == b""
+    assert ok.verdict == "ALLOW"  # R-00 still answered after the bad clients
+
+
+def test_peer_outside_allow_list_is_refused(config, store):
+    async def scenario():
+        srv = _serve(config, allow=("192.0.2.0/24",))
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for("112")), srv.stats.refused
+        finally:
+            await srv.stop()
+
+    res, refused = run(scenario())
+    assert res.verdict is None and refused == 1
+
+
+def test_agi_error_replies_end_the_request_without_allow(config, store):
+    """Asterisk answering 520/HANGUP/-1 to SET VARIABLE: the service stops
+    talking; the dialplan sees no ALLOW and hangs up."""
+    _consent(store, "+33612345678")
+
+    async def scenario(reply):
+        srv = _serve(config)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for("0612345678"), reply=reply)
+        finally:
+            await srv.stop()
+
+    for reply in ("200 result=-1", "HANGUP", "511 Command Not Permitted on a dead channel",
+                  "520 End of proper usage.", "garbage"):
+        res = run(scenario(reply))
+        assert len(res.commands) == 1, reply
+        assert res.verdict is None
+
+
+@pytest.mark.parametrize("value", ['a"b', "x\nHANGUP", "é\\\r\n", "\x00\x1b[31m"])
+def test_values_written_back_cannot_inject(value):
+    safe = ascii_safe(value)
+    assert "\n" not in safe and "\r" not in safe and '"' not in safe and "\\" not in safe
+    assert all(32 <= ord(c) < 127 for c in safe)
+
+
+def test_injected_caller_id_and_campaign_never_produce_extra_commands(config, store):
+    async def scenario():
+        srv = _serve(config)
+        _, port = await srv.start()
+        try:
+            h = headers_for("0612345678", callerid='016200"0000 HANGUP', campaign='promo" EXEC')
+            return await call(port, h)
+        finally:
+            await srv.stop()
+
+    res = run(scenario())
+    assert all(c.startswith("SET VARIABLE SENTINELLE_") for c in res.commands)
+    assert len(res.commands) == 5
+    assert res.verdict == "BLOCK"
+
+
+@pytest.mark.parametrize(("pres", "callerid", "masked"), [
+    ("0", "0162000000", False), ("1", "0162000000", False), ("32", "0162000000", True),
+    ("35", "0162000000", True), ("67", "0162000000", True), ("0", "", True),
+    ("prohib", "0162000000", True), ("allowed", "0162000000", False), ("0", "anonymous", True),
+])
+def test_masked_detection(pres, callerid, masked):
+    assert is_masked({"agi_callingpres": pres, "agi_callerid": callerid}) is masked
