@@ -121,6 +121,7 @@ def _emit(d: Decision, req: Request) -> None:
     logs.event(
         log, "decision", logging.INFO,
         verdict=d.verdict.value, rules=list(d.rules), reasons=list(d.reasons), regime=d.regime,
+        notes=list(d.notes),
         campaign=d.campaign, professional=d.professional, dialled=req.dialled,
         e164=d.callee.e164 if d.callee else None, caller_id=req.caller_id,
         attempt=d.attempt_id, source=req.source, record=req.record,
