@@ -241,3 +241,23 @@ def test_injected_caller_id_and_campaign_never_produce_extra_commands(config, st
 ])
 def test_masked_detection(pres, callerid, masked):
     assert is_masked({"agi_callingpres": pres, "agi_callerid": callerid}) is masked
+
+
+def test_classic_agi_on_stdin_stdout(config_path, store, tmp_path):
+    """`sentinelle agi`: one process per call, same answer as the FastAGI route."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _consent(store, "+33612345678")
+    headers = headers_for("0612345678")
+    headers.pop("agi_network_script")
+    stdin = "".join(f"{k}: {v}\n" for k, v in headers.items()) + "\n" + "200 result=1\n" * 5
+    exe = Path(sys.executable).parent / "sentinelle"
+    r = subprocess.run([str(exe), "--config", str(config_path), "agi", "--at",
+                        TUESDAY.isoformat()], input=stdin, capture_output=True, text=True,
+                       timeout=60)
+    lines = r.stdout.splitlines()
+    assert lines[-1] == 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"', r.stderr
+    assert lines[-2] == 'SET VARIABLE SENTINELLE_ATTEMPT "1"'
+    assert store.count("attempts") == 1

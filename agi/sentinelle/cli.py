@@ -445,5 +445,20 @@ def serve_cmd(ctx: Ctx, listen: str | None, at: datetime | None, check_config: b
         fail(str(exc), EXIT_BLOCK)
 
 
+@main.command("agi")
+@click.option("--at", "at", type=INSTANT, help="Freeze the clock (tests and demos only).")
+@click.pass_obj
+def agi_cmd(ctx: Ctx, at: datetime | None) -> None:
+    """Classic per-call AGI on stdin/stdout: `AGI(/path/to/sentinelle,agi,NUMBER,CAMPAIGN)`.
+
+    Same check as the FastAGI route; prefer `serve` (no process per call)."""
+    import asyncio
+
+    from .clock import frozen
+    from .fastagi import serve_stdio
+
+    asyncio.run(serve_stdio(ctx.config, frozen(at) if at else system_clock))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

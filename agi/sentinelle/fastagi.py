@@ -149,7 +149,9 @@ class FastAgiServer:
                 await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     peer: str) -> None:
+                     peer: str, network: bool = True) -> None:
+        """One AGI request; `network=False` for a classic AGI on stdin/stdout,
+        which has no FastAGI route header."""
         sc = self.config.server
         try:
             headers = await asyncio.wait_for(read_headers(reader), sc.header_timeout_s)
@@ -160,7 +162,7 @@ class FastAgiServer:
         if headers is None:
             return  # connect + close: a health check, nothing to say
         script = headers.get("agi_network_script", "").strip("/")
-        if script != agivars.ROUTE_CHECK:
+        if network and script != agivars.ROUTE_CHECK:
             self.stats.bad_headers += 1
             logs.event(log, "unknown FastAGI route", logging.WARNING, peer=peer,
                        route=ascii_safe(script, 64))
@@ -308,3 +310,27 @@ class AgiChannel:
         result = await self.command(f"GET VARIABLE {name}")
         code, data = result.get("result", ("0", ""))  # type: ignore[misc]
         return ascii_safe(str(data), 64).strip() if code == "1" else ""
+
+
+async def serve_stdio(config: Config, clock: Callable[[], datetime]) -> Stats:
+    """Classic AGI: Asterisk spawns one process per call and talks over
+    stdin/stdout. Kept for sites that cannot run the service, and as the
+    baseline the FastAGI benchmark compares against."""
+    import sys
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_LINE)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), sys.stdout)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    server = FastAgiServer(config, clock)
+    try:
+        await server._serve(reader, writer, "stdio", network=False)
+    except (ConnectionError, AgiError, asyncio.IncompleteReadError) as exc:
+        logs.event(log, "AGI session dropped", logging.INFO, error=str(exc))
+    finally:
+        await loop.run_in_executor(server._executor, server._close_store)
+        server._executor.shutdown(wait=True)
+        transport.close()
+    return server.stats
