@@ -142,3 +142,11 @@ def test_console_script_runs(tmp_path):
     r = subprocess.run([*cmd, "check", "112", "--json"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and json.loads(r.stdout)["notes"][0].startswith("R-00")
+
+
+def test_serve_refuses_exposed_listener_without_allow_list(config_path):
+    r = CliRunner().invoke(main, ["--config", str(config_path), "serve", "--listen",
+                                  "0.0.0.0:4573", "--check-config"])
+    assert r.exit_code == 2 and "server.allow" in r.output
+    r = CliRunner().invoke(main, ["--config", str(config_path), "serve", "--check-config"])
+    assert r.exit_code == 0 and "config ok" in r.output

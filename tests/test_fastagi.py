@@ -261,3 +261,25 @@ def test_classic_agi_on_stdin_stdout(config_path, store, tmp_path):
     assert lines[-1] == 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"', r.stderr
     assert lines[-2] == 'SET VARIABLE SENTINELLE_ATTEMPT "1"'
     assert store.count("attempts") == 1
+
+
+def test_fail_open_campaign_allows_on_store_fault_but_not_on_law(config, tmp_path):
+    """`fail_open` is the admin's explicit choice for sentinelle's own faults
+    (SYS-STORE...), never for a legal finding."""
+    campaigns = dict(config.campaigns)
+    campaigns["promo"] = dataclasses.replace(campaigns["promo"], fail_open=True)
+    cfg = dataclasses.replace(config, campaigns=campaigns)
+
+    async def scenario(number, callerid="0162000000"):
+        srv = _serve(cfg)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for(number, callerid=callerid))
+        finally:
+            await srv.stop()
+
+    res = run(scenario("0612345678"))  # no store file at all
+    assert res.verdict == "ALLOW" and res.variables["SENTINELLE_RULES"] == ""
+    assert "SYS-STORE fail-open" in res.variables["SENTINELLE_REASON"]
+    res = run(scenario("06ABC"))  # R-01 is the law's, not a fault: still blocked
+    assert res.verdict == "BLOCK"
