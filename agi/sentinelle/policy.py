@@ -249,6 +249,19 @@ def _positive(value: int | float, key: str) -> None:
         raise ConfigError(key, f"must be > 0, got {value!r}")
 
 
+# Day counts above this are typos, and would overflow date arithmetic in the
+# rules (an OverflowError on the call path is a SYS-ERROR block on every call).
+MAX_DAYS = 100 * 366
+
+
+def _strings(table: _Table, prefix: str, key: str) -> tuple[str, ...]:
+    values = _get(table, prefix, key, list, [])
+    for value in values:
+        if not isinstance(value, str):
+            raise ConfigError(f"{prefix}.{key}", f"entries must be strings, got {value!r}")
+    return tuple(values)
+
+
 def _numbers(table: _Table, prefix: str, key: str) -> frozenset[str]:
     from .numbers import NumberError, parse_caller_id  # local: numbers is heavier to import
 
@@ -266,6 +279,7 @@ def _numbers(table: _Table, prefix: str, key: str) -> frozenset[str]:
 
 def _read_secret(ari: _Table, base_dir: Path) -> str:
     """Secrets come from a file or the environment, never required inline."""
+    inline = _get(ari, "ari", "password", str, "")  # type-checked even when unused
     if "password_file" in ari:
         path = Path(_get(ari, "ari", "password_file", str, ""))
         path = path if path.is_absolute() else base_dir / path
@@ -276,7 +290,7 @@ def _read_secret(ari: _Table, base_dir: Path) -> str:
     env = os.environ.get("SENTINELLE_ARI_PASSWORD")
     if env:
         return env
-    return _get(ari, "ari", "password", str, "")
+    return inline
 
 
 def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>") -> Config:
@@ -292,6 +306,8 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         busy_timeout_ms=_get(st, "store", "busy_timeout_ms", int, 1500),
         synchronous=_choice(st, "store", "synchronous", {"normal", "full"}, "normal"),
     )
+    if store.busy_timeout_ms < 0:
+        raise ConfigError("store.busy_timeout_ms", f"must be >= 0, got {store.busy_timeout_ms!r}")
 
     po = _table(raw, "policy")
     _check_keys(
@@ -311,6 +327,8 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
     )
     for key in ("consent_max_age_days", "bloctel_max_age_days", "retention_days"):
         _positive(getattr(policy, key), f"policy.{key}")
+        if getattr(policy, key) > MAX_DAYS:
+            raise ConfigError(f"policy.{key}", f"must be <= {MAX_DAYS} days, got {getattr(policy, key)!r}")
     if policy.outside_prefix and not policy.outside_prefix.isdigit():
         raise ConfigError("policy.outside_prefix", "must be digits")
 
@@ -356,12 +374,13 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
                                "max_connections"})
     server = ServerConfig(
         listen=_get(sv, "server", "listen", str, "127.0.0.1:4573"),
-        allow=tuple(_get(sv, "server", "allow", list, [])),
+        allow=_strings(sv, "server", "allow"),
         request_timeout_s=_get(sv, "server", "request_timeout_s", float, 2.0),
         header_timeout_s=_get(sv, "server", "header_timeout_s", float, 2.0),
         max_connections=_get(sv, "server", "max_connections", int, 256),
     )
-    if ":" not in server.listen or not server.listen.rsplit(":", 1)[1].isdigit():
+    if (":" not in server.listen or not server.listen.rsplit(":", 1)[1].isdigit()
+            or int(server.listen.rsplit(":", 1)[1]) > 65535):
         raise ConfigError("server.listen", f"must be HOST:PORT, got {server.listen!r}")
     for key in ("request_timeout_s", "header_timeout_s", "max_connections"):
         _positive(getattr(server, key), f"server.{key}")
@@ -377,4 +396,5 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         refusal_dtmf=_get(ar, "ari", "refusal_dtmf", str, "*9"),
         dtmf_gap_s=_get(ar, "ari", "dtmf_gap_s", float, 3.0),
     )
+    _positive(ari.dtmf_gap_s, "ari.dtmf_gap_s")
     return Config(store, policy, professionals, campaigns, server, ari, source)

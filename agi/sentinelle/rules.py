@@ -12,8 +12,8 @@ caused by sentinelle itself is never mistaken for a legal finding.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -206,9 +206,14 @@ def decide(call: Call, callee: Number | NumberError, history: History, policy: P
             call, policy, Verdict.ALLOW, [], callee=callee,
             notes=(f"R-00 emergency/short number {callee.e164} passes through",),
         )
+    # Every comparison below is made on UTC instants: two aware datetimes that
+    # share a tzinfo compare (and subtract) by wall clock, ignoring `fold`, which
+    # picks the wrong refusal or attempt in the October fold hour. The decision
+    # keeps the caller's own `at` (`original`).
+    original = call
+    call, history = _in_utc(call), _history_in_utc(history)
     purpose = call.campaign.purpose
     prospecting = purpose.is_consumer_prospecting
-    regime = regime_of(policy, call.at)
     findings: list[_Finding] = list(_caller_id_findings(call))
     notes: list[str] = []
     if call.caller_id is None and not call.masked:
@@ -222,22 +227,39 @@ def decide(call: Call, callee: Number | NumberError, history: History, policy: P
             findings.append(_Finding("R-02", f"foreign number {callee.e164} (policy foreign=block)"))
         if prospecting:
             findings.extend(_frequency_findings(call, history, PARIS))
-        return _decision(call, policy, _verdict(findings), findings, callee=callee,
+        return _decision(original, policy, _verdict(findings), findings, callee=callee,
                          counts=prospecting, notes=tuple(notes))
 
     assert callee.territory is not None
-    tz = calendar.TIMEZONES[callee.territory]
     local = calendar.local_time(callee.territory, call.at)
     if not prospecting:
         notes.append(f"purpose {purpose.value}: prospecting rules R-10..R-31 do not apply")
-        return _decision(call, policy, _verdict(findings), findings, callee=callee,
+        return _decision(original, policy, _verdict(findings), findings, callee=callee,
                          local_time=local, notes=tuple(notes))
 
-    last_refusal = max((r for r in history.refusals if r <= call.at), default=None)
-    consent = valid_consent(history.consents, call.at, policy, last_refusal)
-    findings.extend(_gate_findings(call, history, policy, regime, consent, last_refusal))
+    findings.extend(_prospecting_findings(call, callee, history, policy, notes))
+    verdict = _verdict(findings)
+    retry = None
+    if verdict is Verdict.BLOCK:
+        retry = _retry_at(call, callee, history, policy, findings)
+    return _decision(original, policy, verdict, findings, callee=callee, local_time=local,
+                     retry_at=retry, counts=True, notes=tuple(notes))
 
-    slot = _slot_consent(history.consents, call.at, policy, last_refusal)
+
+def _prospecting_findings(
+    call: Call, callee: Number, history: History, policy: Policy, notes: list[str]
+) -> list[_Finding]:
+    """R-10..R-31 for a French callee at `call.at` (UTC). Split out so that
+    `_retry_at` can re-run exactly the same rules at a candidate instant."""
+    assert callee.territory is not None
+    tz = calendar.TIMEZONES[callee.territory]
+    findings: list[_Finding] = []
+    last_refusal = max((r for r in history.refusals if r <= call.at), default=None)
+    consent = valid_consent(history.consents, call.at, policy, last_refusal, tz)
+    findings.extend(_gate_findings(call, history, policy, regime_of(policy, call.at), consent,
+                                   last_refusal))
+
+    slot = _slot_consent(history.consents, call.at, policy, last_refusal, tz)
     ok, rule, reason = calendar.allowed_at(
         callee.territory, call.at, history.department, policy.cautious_alsace
     )
@@ -254,27 +276,26 @@ def decide(call: Call, callee: Number | NumberError, history: History, policy: P
             "R-31", f"refusal on {last_refusal.astimezone(tz):%Y-%m-%d %H:%M}: "
             f"silent until {lifts.astimezone(tz):%Y-%m-%d %H:%M}", lifts_at=lifts,
         ))
-
-    verdict = _verdict(findings)
-    retry = None
-    if verdict is Verdict.BLOCK:
-        retry = _retry_at(call, callee, history, policy, findings, last_refusal)
-    return _decision(call, policy, verdict, findings, callee=callee, local_time=local,
-                     retry_at=retry, counts=True, notes=tuple(notes))
+    return findings
 
 
 def valid_consent(
-    consents: Iterable[Consent], at: datetime, policy: Policy, last_refusal: datetime | None
+    consents: Iterable[Consent], at: datetime, policy: Policy, last_refusal: datetime | None,
+    tz: ZoneInfo = PARIS,
 ) -> Consent | None:
     """The newest consent that is given, unrevoked, young enough (R-11) and
     later than the last refusal (R-31: a refusal revokes earlier consents; we
-    apply this in both regimes, the cautious reading)."""
+    apply this in both regimes, the cautious reading).
+
+    The age limit is in calendar days of the callee's zone `tz`, like R-30 and
+    R-31: elapsed time would keep a consent given in winter alive one hour too
+    long in summer."""
     max_age = timedelta(days=policy.consent_max_age_days)
     best = None
     for c in consents:
         if c.given_at > at or (c.revoked_at is not None and c.revoked_at <= at):
             continue
-        if at - c.given_at > max_age:
+        if at > _add_days(c.given_at, max_age, tz):
             continue
         if last_refusal is not None and c.given_at <= last_refusal:
             continue
@@ -284,11 +305,12 @@ def valid_consent(
 
 
 def _slot_consent(
-    consents: Iterable[Consent], at: datetime, policy: Policy, last_refusal: datetime | None
+    consents: Iterable[Consent], at: datetime, policy: Policy, last_refusal: datetime | None,
+    tz: ZoneInfo,
 ) -> Consent | None:
     valid = [c for c in consents if c.slot_from is not None or c.slot_until is not None]
     for c in valid:
-        if valid_consent([c], at, policy, last_refusal) and calendar.in_slot(
+        if valid_consent([c], at, policy, last_refusal, tz) and calendar.in_slot(
             at, c.slot_from, c.slot_until
         ):
             return c
@@ -306,7 +328,7 @@ def _gate_findings(
         if consent is not None:
             return []
         if last_refusal is not None and any(c.given_at <= last_refusal for c in history.consents):
-            why = "consent revoked by the refusal of " + f"{last_refusal:%Y-%m-%d}"
+            why = f"consent revoked by the refusal of {last_refusal.astimezone(PARIS):%Y-%m-%d %H:%M} (Paris)"
         elif history.consents:
             why = "no consent valid at this date (revoked, expired or future)"
         else:
@@ -323,6 +345,9 @@ def _gate_findings(
         return [_Finding("R-10", f"on the Bloctel opposition list (snapshot {snap.snapshot_date})")]
     if snap.kind == "cleaned" and not snap.listed:
         return [_Finding("R-10", f"not in the Bloctel-cleaned list of {snap.snapshot_date}")]
+    if snap.kind not in ("opposed", "cleaned"):  # fail closed: never read an unknown list as clean
+        return [_Finding("R-10", f"Bloctel snapshot of {snap.snapshot_date} has unknown kind "
+                         f"{snap.kind!r}")]
     return []
 
 
@@ -386,39 +411,69 @@ def _caller_id_findings(call: Call) -> list[_Finding]:
                      f"authorised for professional {call.professional.name}")]
 
 
+_RETRY_STEPS = 16  # each step jumps past at least one obstacle; more means "ask a human"
+
+
 def _retry_at(
-    call: Call, callee: Number, history: History, policy: Policy,
-    findings: list[_Finding], last_refusal: datetime | None,
+    call: Call, callee: Number, history: History, policy: Policy, findings: list[_Finding],
 ) -> datetime | None:
-    """Earliest instant the same call becomes legal, if only time must pass."""
-    if any(f.lifts_at is None and not f.is_hours for f in findings):
-        return None
+    """Earliest instant the same call (same history) becomes legal, if only time
+    must pass; None when a new fact is needed (consent, list, admin action).
+
+    Each candidate is re-checked with the very rules of `decide`, because
+    obstacles can appear on the way: a consent that expires, a Bloctel
+    snapshot that goes stale, the switch to fr-2026, or a refusal or attempts
+    recorded after `call.at` (out-of-order imports). A retry_at that would be
+    blocked again is worse than none: the dialer would trust it.
+    """
     assert callee.territory is not None
-    t = max([call.at, *(f.lifts_at for f in findings if f.lifts_at is not None)])
-    candidates = []
-    nxt = calendar.next_allowed(callee.territory, t, history.department, policy.cautious_alsace)
-    if nxt is not None:
-        candidates.append(nxt)
-    for c in history.consents:
-        if c.slot_until is not None and valid_consent([c], t, policy, last_refusal) is not None:
-            start = max(t, c.slot_from or t)
-            if start < c.slot_until:
+    tz = calendar.TIMEZONES[callee.territory]
+    t = call.at
+    for _ in range(_RETRY_STEPS):
+        if any(f.lifts_at is None and not f.is_hours for f in findings):
+            return None
+        lifts = [f.lifts_at for f in findings if f.lifts_at is not None]
+        if any(x <= t for x in lifts):
+            return None  # an obstacle that does not move with time: do not loop
+        t = max([t, *lifts])
+        candidates = []
+        nxt = calendar.next_allowed(callee.territory, t, history.department, policy.cautious_alsace)
+        if nxt is not None:
+            candidates.append(nxt)
+        for c in history.consents:  # R-22: a slot may open before the next ordinary window
+            if c.slot_from is None or c.slot_until is None:
+                continue
+            start = max(t, c.slot_from, c.given_at)
+            last_refusal = max((r for r in history.refusals if r <= start), default=None)
+            if start < c.slot_until and valid_consent([c], start, policy, last_refusal, tz):
                 candidates.append(start)
-    if not candidates:
-        return None
-    retry = min(candidates)
-    # A gate that holds now may lapse by then: the retry must still pass it.
-    if regime_of(policy, retry) is Regime.FR_2026 and call.campaign.purpose is not Purpose.PRESS \
-            and not history.contract:
-        live = valid_consent(history.consents, retry, policy, last_refusal)
-        if live is None:
+        if not candidates:
             return None
-    elif regime_of(policy, retry) is Regime.FR_2023 and history.bloctel is not None:
-        age = (retry.astimezone(PARIS).date() - history.bloctel.snapshot_date).days
-        if age > policy.bloctel_max_age_days and call.campaign.purpose is not Purpose.PRESS \
-                and not history.contract:
-            return None
-    return retry.astimezone(PARIS)
+        t = min(candidates)
+        findings = _prospecting_findings(replace(call, at=t), callee, history, policy, [])
+        if not findings:
+            return t.astimezone(PARIS)
+    return None
+
+
+def _in_utc(call: Call) -> Call:
+    return replace(call, at=call.at.astimezone(UTC))
+
+
+def _history_in_utc(h: History) -> History:
+    def utc(instant: datetime | None) -> datetime | None:
+        return None if instant is None else instant.astimezone(UTC)
+
+    return replace(
+        h,
+        attempts=tuple(a.astimezone(UTC) for a in h.attempts),
+        refusals=tuple(r.astimezone(UTC) for r in h.refusals),
+        consents=tuple(
+            replace(c, given_at=c.given_at.astimezone(UTC), revoked_at=utc(c.revoked_at),
+                    slot_from=utc(c.slot_from), slot_until=utc(c.slot_until))
+            for c in h.consents
+        ),
+    )
 
 
 def _add_days(instant: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
