@@ -141,3 +141,23 @@ def test_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="newer"):
         Store(path)
+
+
+def test_v1_store_is_migrated_in_place(tmp_path):
+    """A store made before attempts.disposition existed gains the column and
+    keeps its rows."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE attempts (id INTEGER PRIMARY KEY, professional TEXT, campaign TEXT,"
+                 " e164 TEXT, at TEXT, decision_id INTEGER, outcome TEXT, answered_at TEXT,"
+                 " ended_at TEXT, cause INTEGER, cause_txt TEXT)")
+    conn.execute("INSERT INTO attempts (professional, e164, at) VALUES ('acme', '+33612345678',"
+                 " '2026-12-01T09:30:00.000000+00:00')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.set_disposition(1, "callback")
+    assert store.attempt(1)["disposition"] == "callback"
+    assert store.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == 2
+    store.close()

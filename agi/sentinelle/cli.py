@@ -460,5 +460,47 @@ def agi_cmd(ctx: Ctx, at: datetime | None) -> None:
     asyncio.run(serve_stdio(ctx.config, frozen(at) if at else system_clock))
 
 
+@main.command("listen")
+@click.option("--at", "at", type=INSTANT,
+              help="Shift recorded instants to start at this one (demos and end-to-end tests only).")
+@click.option("--check-config", is_flag=True, help="Validate the [ari] config and exit.")
+@click.pass_obj
+def listen_cmd(ctx: Ctx, at: datetime | None, check_config: bool) -> None:
+    """Run the ARI listener alone (outcomes and refusals); `serve` runs it too."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from .clock import frozen
+    from .listener import run, validate
+
+    config = ctx.config
+    try:
+        validate(config)
+    except ConfigError as exc:
+        fail(str(exc))
+    if check_config:
+        click.echo(f"config ok: {config.source} (ARI app {config.ari.app}, "
+                   f"refusal code {config.ari.refusal_dtmf}, store {config.store.path})")
+        return
+    if logging.getLogger("sentinelle").level > logging.INFO:
+        logs.setup("INFO")
+
+    async def listen() -> None:
+        sc = config.store
+        Store(sc.path, create=True, busy_timeout_ms=sc.busy_timeout_ms).close()  # schema ready
+        task = asyncio.create_task(run(config, frozen(at) if at else None))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(listen())
+    except StoreError as exc:
+        fail(str(exc), EXIT_BLOCK)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -8,16 +8,21 @@ finish the checks in flight, close the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import signal
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from . import logs
 from .clock import frozen, system_clock
 from .fastagi import FastAgiServer
 from .policy import Config, ConfigError
 from .store import Store
+
+if TYPE_CHECKING:
+    from .listener import Listener
 
 log = logging.getLogger("sentinelle.service")
 
@@ -38,6 +43,10 @@ def validate_for_serving(config: Config) -> None:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             raise ConfigError("server.allow", f"not an address or network: {entry!r}") from None
+    if config.ari.url:
+        from .listener import validate  # local: the ARI client is not needed otherwise
+
+        validate(config)
 
 
 async def run(config: Config, at: datetime | None = None,
@@ -50,6 +59,15 @@ async def run(config: Config, at: datetime | None = None,
     await server.start()
     if at:
         logs.event(log, "clock frozen (tests and demos only)", logging.WARNING, at=at.isoformat())
+    # The ARI listener shares the loop: it only waits on the network, and its
+    # store writes run in its own thread with its own SQLite connection.
+    listener: Listener | None = None
+    listening: asyncio.Task[None] | None = None
+    if config.ari.url:
+        from .listener import Listener
+
+        listener = Listener(config, clock)
+        listening = asyncio.create_task(listener.run(), name="sentinelle-ari")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -58,5 +76,10 @@ async def run(config: Config, at: datetime | None = None,
         ready.set()
     await stop.wait()
     logs.event(log, "stopping: finishing in-flight checks")
+    if listening is not None and listener is not None:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+        await listener.close()
     await server.stop()
     logs.event(log, "stopped", **server.stats.decisions)

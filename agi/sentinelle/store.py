@@ -37,7 +37,7 @@ import sqlite_utils
 
 from .rules import Bloctel, Consent, Decision, History
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: attempts.disposition (ARI listener)
 HISTORY_HORIZON = timedelta(days=62)  # covers R-30 (30 d) and R-31 (60 d) with DST slack
 BLOCTEL_BATCH = 50_000
 
@@ -121,7 +121,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "attempts": {
         "columns": {"id": int, "professional": str, "campaign": str, "e164": str, "at": str,
                     "decision_id": int, "outcome": str, "answered_at": str, "ended_at": str,
-                    "cause": int, "cause_txt": str},
+                    "cause": int, "cause_txt": str, "disposition": str},
         "pk": "id",
         "indexes": [["professional", "e164", "at"], ["e164"], ["at"]],
     },
@@ -194,6 +194,11 @@ class Store:
             for name, spec in _SCHEMA.items():
                 table = db.table(name)
                 table.create(spec["columns"], pk=spec["pk"], if_not_exists=True)
+                # Columns added by later versions (v2: attempts.disposition):
+                # an older store gains them in place, nothing is rewritten.
+                for col, kind in spec["columns"].items():
+                    if col not in table.columns_dict:
+                        table.add_column(col, kind)
                 for cols in spec.get("indexes", []):
                     table.create_index(cols, if_not_exists=True)
             self._conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS refusals_attempt "
@@ -542,6 +547,25 @@ class Store:
         with self.transaction(immediate=False) as conn:
             return [r[0] for r in conn.execute(
                 "SELECT id FROM attempts WHERE outcome IS NULL AND at>=?", (ts(since),))]
+
+    def close_attempt_unknown(self, attempt_id: int, *, answered_at: datetime | None = None,
+                              ended_at: datetime | None = None) -> bool:
+        """The ARI listener lost sight of this call (Asterisk restarted, the
+        event stream broke): mark it "unknown" rather than leave it open, but
+        never overwrite an outcome already known. Returns True if closed now."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "UPDATE attempts SET outcome='unknown', answered_at=COALESCE(?, answered_at),"
+                " ended_at=COALESCE(?, ended_at) WHERE id=? AND outcome IS NULL",
+                (ts(answered_at) if answered_at else None, ts(ended_at) if ended_at else None,
+                 attempt_id)).rowcount > 0
+
+    def set_disposition(self, attempt_id: int, code: str) -> bool:
+        """The agent's disposition of the call (refused, do-not-call, callback,
+        wrong-number), kept with the attempt; the last one keyed wins."""
+        with self.transaction() as conn:
+            return conn.execute("UPDATE attempts SET disposition=? WHERE id=?",
+                                (code, attempt_id)).rowcount > 0
 
     # -- reading for people -------------------------------------------------
 

@@ -182,7 +182,7 @@ def test_twenty_agents_at_once(pbx: Pbx, agi: FastAgi) -> None:
 
 def test_info_dtmf_triggers_disposition_event(pbx: Pbx) -> None:
     with pbx.carrier(response=200):
-        result = pbx.call("0612345672", send_dtmf="*9", hold_ms=800)
+        result = pbx.call("0612345672", send_dtmf="*82", hold_ms=800)
         assert result.status == 200
     event = pbx.ami.wait_event(
         lambda e: e.get("UserEvent") == "SentinelleDisposition" and e.get("attempt") == "att-0612345672"
