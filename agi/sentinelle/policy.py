@@ -125,6 +125,11 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    listen: str = ""  # e.g. "127.0.0.1:9573"; empty: no metrics endpoint
+
+
+@dataclass(frozen=True, slots=True)
 class AriConfig:
     url: str = ""  # empty: listener disabled
     user: str = ""
@@ -149,6 +154,7 @@ class Config:
     campaigns: Mapping[str, Campaign] = field(default_factory=dict)
     server: ServerConfig = ServerConfig()
     ari: AriConfig = AriConfig()
+    metrics: MetricsConfig = MetricsConfig()
     source: str = "<built-in defaults>"
 
     def campaign(self, name: str | None) -> Campaign:
@@ -294,7 +300,8 @@ def _read_secret(ari: _Table, base_dir: Path) -> str:
 
 
 def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>") -> Config:
-    _check_keys(raw, "<top>", {"store", "policy", "professionals", "campaigns", "server", "ari"})
+    _check_keys(raw, "<top>", {"store", "policy", "professionals", "campaigns", "server", "ari",
+                               "metrics"})
 
     st = _table(raw, "store")
     _check_keys(st, "store", {"path", "busy_timeout_ms", "synchronous"})
@@ -397,4 +404,11 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         dtmf_gap_s=_get(ar, "ari", "dtmf_gap_s", float, 3.0),
     )
     _positive(ari.dtmf_gap_s, "ari.dtmf_gap_s")
-    return Config(store, policy, professionals, campaigns, server, ari, source)
+    me = _table(raw, "metrics")
+    _check_keys(me, "metrics", {"listen"})
+    metrics = MetricsConfig(listen=_get(me, "metrics", "listen", str, ""))
+    if metrics.listen:
+        host, _, port = metrics.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError("metrics.listen", f"must be HOST:PORT, got {metrics.listen!r}")
+    return Config(store, policy, professionals, campaigns, server, ari, metrics, source)

@@ -55,7 +55,12 @@ async def run(config: Config, at: datetime | None = None,
     sc = config.store
     Store(sc.path, create=True, busy_timeout_ms=sc.busy_timeout_ms).close()  # schema ready
     clock = frozen(at) if at else system_clock
-    server = FastAgiServer(config, clock)
+    metrics = None
+    if config.metrics.listen:
+        from .metrics import Metrics  # local: prometheus-client only when enabled
+
+        metrics = Metrics(config, clock)
+    server = FastAgiServer(config, clock, on_decision=metrics.observe if metrics else None)
     await server.start()
     if at:
         logs.event(log, "clock frozen (tests and demos only)", logging.WARNING, at=at.isoformat())
@@ -68,6 +73,11 @@ async def run(config: Config, at: datetime | None = None,
 
         listener = Listener(config, clock)
         listening = asyncio.create_task(listener.run(), name="sentinelle-ari")
+    if metrics is not None:
+        metrics.bind_server(server)
+        if listener is not None:
+            metrics.bind_listener(listener)
+        metrics.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,4 +92,6 @@ async def run(config: Config, at: datetime | None = None,
             await listening
         await listener.close()
     await server.stop()
+    if metrics is not None:
+        metrics.stop()
     logs.event(log, "stopped", **server.stats.decisions)

@@ -525,6 +525,17 @@ class Store:
         return [Snapshot(r[0], r[1], date.fromisoformat(r[2]), r[3], r[4],
                          datetime.fromisoformat(r[5])) for r in rows]
 
+    def consents_expiring(self, now: datetime, max_age_days: int,
+                          within_days: int = 30) -> dict[str, int]:
+        """Per professional, live consents that reach `consent_max_age_days`
+        (R-11) within `within_days`: the callees to ask again soon."""
+        lo = ts(now - timedelta(days=max_age_days))
+        hi = ts(now - timedelta(days=max_age_days - within_days))
+        with self.transaction(immediate=False) as conn:
+            return dict(conn.execute(
+                "SELECT professional, count(DISTINCT e164) FROM consents WHERE revoked_at IS NULL"
+                " AND given_at >= ? AND given_at < ? GROUP BY professional", (lo, hi)).fetchall())
+
     # -- outcomes (ARI listener) -------------------------------------------
 
     def record_outcome(self, attempt_id: int, *, outcome: str, answered_at: datetime | None,

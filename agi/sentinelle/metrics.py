@@ -1,0 +1,136 @@
+"""Prometheus metrics for `sentinelle serve` ([metrics] listen in config).
+
+A PBX team watches the guard like any other service: what it decides and
+why, how fast, whether the ARI stream is up, and the two slow-burning risks
+that turn into fines if nobody looks: a Bloctel snapshot going stale (R-10
+then blocks every prospecting call) and consents reaching their maximum age
+(R-11). Those two are read from the store at scrape time, on the scrape
+thread's own connection, so the call path never pays for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from . import logs
+from .clock import PARIS
+from .policy import Config
+from .rules import Decision
+from .store import Store, StoreError
+
+if TYPE_CHECKING:
+    from .fastagi import FastAgiServer
+    from .listener import Listener
+
+log = logging.getLogger("sentinelle.metrics")
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+CONSENT_HORIZON_DAYS = 30
+
+# Documented in README ("Metrics"); a test scrapes every one of them.
+METRIC_NAMES = (
+    "sentinelle_decisions_total",
+    "sentinelle_check_seconds",
+    "sentinelle_inflight_requests",
+    "sentinelle_ari_connected",
+    "sentinelle_ari_connects_total",
+    "sentinelle_bloctel_snapshot_age_days",
+    "sentinelle_consents_expiring",
+    "sentinelle_store_up",
+)
+
+
+class Metrics:
+    def __init__(self, config: Config, clock: Callable[[], datetime]) -> None:
+        self.config = config
+        self.clock = clock
+        self.registry = CollectorRegistry()
+        self.decisions = Counter(
+            "sentinelle_decisions", "Decisions by verdict and blocking rule id (rule=\"\" on allow).",
+            ["verdict", "rule"], registry=self.registry)
+        self.latency = Histogram(
+            "sentinelle_check_seconds", "FastAGI check time, headers received to verdict ready.",
+            buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.inflight = Gauge("sentinelle_inflight_requests", "FastAGI connections being served.",
+                              registry=self.registry)
+        self.ari_connected = Gauge("sentinelle_ari_connected",
+                                   "1 while the ARI event stream is connected.",
+                                   registry=self.registry)
+        self.ari_connects = Gauge("sentinelle_ari_connects_total",
+                                  "ARI connections made since start (reconnects = this - 1).",
+                                  registry=self.registry)
+        self.registry.register(_StoreCollector(self))
+        self._server: object | None = None
+
+    def observe(self, decision: Decision, elapsed_s: float) -> None:
+        self.latency.observe(elapsed_s)
+        verdict = decision.verdict.value
+        for rule in decision.rules or ("",):
+            self.decisions.labels(verdict=verdict, rule=rule).inc()
+
+    def bind_server(self, server: FastAgiServer) -> None:
+        self.inflight.set_function(lambda: len(server._active))
+
+    def bind_listener(self, listener: Listener) -> None:
+        self.ari_connected.set_function(lambda: 1.0 if listener.client.connected.is_set() else 0.0)
+        self.ari_connects.set_function(lambda: float(listener.client.connects))
+
+    def start(self) -> tuple[str, int]:
+        host, _, port = self.config.metrics.listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        self._server = server
+        bound = server.server_address[:2]
+        logs.event(log, "metrics listening", host=bound[0], port=bound[1])
+        return bound[0], bound[1]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()  # type: ignore[attr-defined]
+            self._server.server_close()  # type: ignore[attr-defined]
+            self._server = None
+
+
+class _StoreCollector(Collector):
+    """Read at scrape time from the store (a fresh read-only connection)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        config = self.metrics.config
+        up = GaugeMetricFamily("sentinelle_store_up", "1 if the store could be read at scrape time.")
+        age = GaugeMetricFamily(
+            "sentinelle_bloctel_snapshot_age_days",
+            "Age of the current Bloctel snapshot per professional (R-10 blocks beyond "
+            "policy.bloctel_max_age_days); absent when none was imported.", labels=["professional"])
+        expiring = GaugeMetricFamily(
+            "sentinelle_consents_expiring",
+            f"Live consents reaching consent_max_age_days (R-11) within {CONSENT_HORIZON_DAYS} days.",
+            labels=["professional"])
+        now = self.metrics.clock()
+        try:
+            store = Store(config.store.path, busy_timeout_ms=200)
+            try:
+                snaps = store.snapshots()
+                soon = store.consents_expiring(now, config.policy.consent_max_age_days,
+                                               CONSENT_HORIZON_DAYS)
+            finally:
+                store.close()
+        except StoreError:
+            up.add_metric([], 0.0)
+            yield up
+            return
+        up.add_metric([], 1.0)
+        today = now.astimezone(PARIS).date()
+        for snap in snaps:
+            age.add_metric([snap.professional], float((today - snap.snapshot_date).days))
+        for name in config.professionals:
+            expiring.add_metric([name], float(soon.get(name, 0)))
+        yield from (up, age, expiring)
