@@ -283,3 +283,24 @@ def test_fail_open_campaign_allows_on_store_fault_but_not_on_law(config, tmp_pat
     assert "SYS-STORE fail-open" in res.variables["SENTINELLE_REASON"]
     res = run(scenario("06ABC"))  # R-01 is the law's, not a fault: still blocked
     assert res.verdict == "BLOCK"
+
+
+def test_sentinelle_agi_entry_point_as_asterisk_runs_it(config_path, store, tmp_path):
+    """AGI(/path/sentinelle-agi,NUMBER,CAMPAIGN): argv carries the call's
+    arguments (ignored, the headers count) and the config comes from the
+    environment. A `service` campaign keeps the answer independent of today's
+    date (no hours rules)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    headers = headers_for("0612345678", campaign="service")
+    headers.pop("agi_network_script")
+    stdin = "".join(f"{k}: {v}\n" for k, v in headers.items()) + "\n" + "200 result=1\n" * 5
+    exe = Path(sys.executable).parent / "sentinelle-agi"
+    env = {"SENTINELLE_CONFIG": str(config_path), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([str(exe), "0612345678", "service"], input=stdin, capture_output=True,
+                       text=True, timeout=60, env=env, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"'
+    assert store.count("decisions") == 1

@@ -445,13 +445,18 @@ def serve_cmd(ctx: Ctx, listen: str | None, at: datetime | None, check_config: b
         fail(str(exc), EXIT_BLOCK)
 
 
-@main.command("agi")
+@main.command("agi", context_settings={"ignore_unknown_options": True})
 @click.option("--at", "at", type=INSTANT, help="Freeze the clock (tests and demos only).")
+@click.argument("agi_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def agi_cmd(ctx: Ctx, at: datetime | None) -> None:
-    """Classic per-call AGI on stdin/stdout: `AGI(/path/to/sentinelle,agi,NUMBER,CAMPAIGN)`.
+def agi_cmd(ctx: Ctx, at: datetime | None, agi_args: tuple[str, ...]) -> None:
+    """Classic per-call AGI on stdin/stdout, run by `sentinelle-agi`:
+    `AGI(/path/to/sentinelle-agi,NUMBER,CAMPAIGN)`.
 
-    Same check as the FastAGI route; prefer `serve` (no process per call)."""
+    Asterisk passes the arguments twice, on argv and as agi_arg_1/agi_arg_2
+    headers; the headers are what counts, argv is ignored. Same check as the
+    FastAGI route; prefer `serve` (no process per call)."""
+    del agi_args
     import asyncio
 
     from .clock import frozen
@@ -500,6 +505,12 @@ def listen_cmd(ctx: Ctx, at: datetime | None, check_config: bool) -> None:
         asyncio.run(listen())
     except StoreError as exc:
         fail(str(exc), EXIT_BLOCK)
+
+
+def agi_main() -> None:
+    """Console script `sentinelle-agi`: the config comes from $SENTINELLE_CONFIG
+    (set it in Asterisk's environment), since Asterisk's argv is the call's."""
+    main(["agi", "--", *sys.argv[1:]])
 
 
 if __name__ == "__main__":  # pragma: no cover
