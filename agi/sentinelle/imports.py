@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,14 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from .clock import parse_instant
+from .numbers import _OVERSEAS as _PLAN_OVERSEAS  # the one table of overseas prefixes
 from .numbers import Kind, NumberError, parse
 from .policy import Config, ConfigError
 from .store import BLOCTEL_BATCH, ConsentProof, Store, e164_int
 
 MAX_REPORTED = 20
-# National prefixes that belong to overseas territories: never on the fast path.
-_OVERSEAS = frozenset({"0262", "0263", "0269", "0508", "0590", "0594", "0596", "0639",
-                       "0690", "0691", "0692", "0693", "0694", "0696", "0697"})
 _NUMBER_COLUMNS = ("number", "numero", "numéro", "phone", "telephone", "téléphone", "e164", "msisdn")
 
 
@@ -58,9 +59,9 @@ Progress = Callable[[int], None]  # advance by N bytes
 
 def bloctel_number(text: str) -> int:
     """One Bloctel line -> E.164 digits as an int; raises NumberError."""
-    if len(text) == 10 and text[0] == "0" and text.isdigit() and text[1] != "0" \
-            and text[:4] not in _OVERSEAS:
-        return 33_000_000_000 + int(text[1:])
+    if len(text) == 10 and text[0] == "0" and text.isascii() and text.isdigit() \
+            and text[1] != "0" and not text.startswith(_SLOW):
+        return _OFFSETS.get(text[:4], _METRO) + int(text[1:])
     number = parse(text)
     if number.kind in (Kind.SHORT, Kind.FOREIGN):
         raise NumberError(text, f"{number.kind.value} numbers are not on Bloctel")
@@ -71,29 +72,17 @@ def import_bloctel(
     store: Store, professional: str, path: Path, snapshot_date: date, kind: str,
     *, skip_invalid: bool = False, progress: Progress | None = None,
 ) -> ImportResult:
+    """Two phases. 1: read and validate the whole file (a bad line aborts here,
+    before anything is written), keeping the numbers in sorted buckets of
+    machine ints (~80 MB for 10 M). 2: load them in ascending order, one short
+    transaction per BLOCTEL_BATCH, then switch snapshots atomically."""
     if kind not in ("opposed", "cleaned"):
         raise ValueError(f"kind must be opposed or cleaned, got {kind!r}")
     result = ImportResult(0)
+    buckets, others = _read_bloctel(path, result, skip_invalid, progress)
     sid = store.begin_snapshot(professional, snapshot_date, kind, str(path))
     try:
-        batch: list[int] = []
-        for lineno, text, nbytes in _lines(path):
-            if progress:
-                progress(nbytes)
-            if not text or (lineno == 1 and not any(c.isdigit() for c in text)):
-                continue  # blank line or a header
-            field0 = text.replace(";", ",").replace("\t", ",").split(",", 1)[0].strip()
-            try:
-                batch.append(bloctel_number(field0))
-            except NumberError as exc:
-                result.skipped.append(LineError(lineno, exc.why + f" ({field0[:40]!r})"))
-                if not skip_invalid:
-                    raise ImportRejected(str(path), result.skipped) from None
-                continue
-            if len(batch) >= BLOCTEL_BATCH:
-                store.load_snapshot(sid, batch)
-                batch.clear()
-        if batch:
+        for batch in _ascending(buckets, others, BLOCTEL_BATCH):
             store.load_snapshot(sid, batch)
         result.count = store.commit_snapshot(sid)
     except BaseException:
@@ -102,20 +91,146 @@ def import_bloctel(
     return result
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str, int]]:
-    """(line number, stripped text, bytes consumed). BOM and CRLF tolerated."""
+# The fast path: a plain 10-digit national line, read without decoding it.
+# Overseas numbers with a 4-digit prefix are fast too (their E.164 is the
+# country code + the 9 digits); 0508 (SPM) and the 0709x blocks go to
+# `numbers.parse`, like anything else that is not the plain form.
+_OFFSETS = {p: cc * 1_000_000_000 for p, (cc, _t, _k) in _PLAN_OVERSEAS.items()
+            if len(p) == 4 and cc != 508}
+_SLOW = tuple(sorted({p[:4] for p in _PLAN_OVERSEAS} - set(_OFFSETS)))  # 0508, 0709
+_METRO = 33_000_000_000
+_NOT_FAST = b"|".join(p[1:].encode() for p in _SLOW)
+_FAST_LINE = re.compile(rb"0(?!" + _NOT_FAST + rb")[1-9][0-9]{8}\r?")
+_FAST_CHUNK = re.compile(rb"(?:0(?!" + _NOT_FAST + rb")[1-9][0-9]{8}\r?\n)*")
+_CHUNK = 1 << 20
+# Fast-path numbers are kept as their 9 national digits (100_000_000..999_999_999)
+# in arrays split by value, so sorting needs one small bucket in memory at a time.
+_BUCKETS = 1024
+_WIDTH = 900_000_000 // _BUCKETS + 1
+_BOUNDS = [100_000_000 + k * _WIDTH for k in range(1, _BUCKETS)]
+
+
+def _read_bloctel(path: Path, result: ImportResult, skip_invalid: bool,
+                  progress: Progress | None) -> tuple[list[array[int]], list[int]]:
+    buckets = [array("q") for _ in range(_BUCKETS)]
+    others: list[int] = []  # slow-path numbers outside the +33 range
+    lineno = 0
+    tail = b""
     with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8", errors="replace")
-            yield lineno, text.strip(), len(raw)
+        while True:
+            chunk = fh.read(_CHUNK)
+            if chunk:
+                cut = chunk.rfind(b"\n") + 1
+                if cut == 0:  # no line end yet
+                    tail += chunk
+                    if progress:
+                        progress(len(chunk))
+                    continue
+                buf, tail = tail + chunk[:cut], chunk[cut:]
+            else:
+                buf, tail = (tail + b"\n" if tail else b""), b""
+            if buf:
+                if lineno == 0:  # BOM or header: the first line always takes the slow path
+                    first, _, buf = buf.partition(b"\n")
+                    lineno = 1
+                    _slow_line(path, 1, first, result, skip_invalid, buckets, others)
+                if _FAST_CHUNK.fullmatch(buf):  # the common case: no Python work per line
+                    nums = list(map(int, buf.split()))
+                else:
+                    nums = _mixed_lines(path, lineno, buf, result, skip_invalid, buckets, others)
+                lineno += buf.count(b"\n")
+                _spread(nums, buckets)
+            if progress:
+                progress(len(chunk))
+            if not chunk:
+                return buckets, others
+
+
+def _mixed_lines(path: Path, lineno: int, buf: bytes, result: ImportResult, skip_invalid: bool,
+                 buckets: list[array[int]], others: list[int]) -> list[int]:
+    fast = _FAST_LINE.fullmatch
+    nums = []
+    for i, raw in enumerate(buf.split(b"\n")[:-1], lineno + 1):
+        if fast(raw):
+            nums.append(int(raw))
+        else:
+            _slow_line(path, i, raw, result, skip_invalid, buckets, others)
+    return nums
+
+
+def _slow_line(path: Path, lineno: int, raw: bytes, result: ImportResult, skip_invalid: bool,
+               buckets: list[array[int]], others: list[int]) -> None:
+    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8", errors="replace").strip()
+    if not text or (lineno == 1 and not any(c.isdigit() for c in text)):
+        return  # blank line or a header
+    field0 = text.replace(";", ",").replace("\t", ",").split(",", 1)[0].strip()
+    try:
+        number = bloctel_number(field0)
+    except NumberError as exc:
+        result.skipped.append(LineError(lineno, exc.why + f" ({field0[:40]!r})"))
+        if not skip_invalid:
+            raise ImportRejected(str(path), result.skipped) from None
+        return
+    nsn = number - _METRO
+    if 100_000_000 <= nsn <= 999_999_999 and nsn // 1_000_000 not in _OVERSEAS_NSN:
+        buckets[bisect_right(_BOUNDS, nsn)].append(nsn)  # "+33 6 12..." joins the fast ones
+    else:
+        others.append(number)
+
+
+def _spread(nums: list[int], buckets: list[array[int]]) -> None:
+    nums.sort()
+    lo = 0
+    for k, bound in enumerate(_BOUNDS):
+        hi = bisect_left(nums, bound, lo)
+        if hi > lo:
+            buckets[k].extend(nums[lo:hi])
+            lo = hi
+    buckets[-1].extend(nums[lo:])
+
+
+_OVERSEAS_NSN = {int(p[1:]): off for p, off in _OFFSETS.items()}  # 692 -> 262_000_000_000
+_OVERSEAS_RANGES = sorted((n * 1_000_000, off) for n, off in _OVERSEAS_NSN.items())
+
+
+def _ascending(buckets: list[array[int]], others: list[int], size: int) -> Iterator[list[int]]:
+    """Distinct E.164 ints in batches, ascending except for the few slow-path
+    numbers outside +33 (INSERT OR IGNORE keeps any order correct)."""
+    out: list[int] = []
+    for k in range(len(buckets)):
+        values = sorted(set(buckets[k]))
+        buckets[k] = array("q")  # free as we go
+        for lo, offset in _OVERSEAS_RANGES:  # overseas 9-digit ranges are contiguous
+            i = bisect_left(values, lo)
+            j = bisect_left(values, lo + 1_000_000, i)
+            if i < j:
+                others.extend(offset + v for v in values[i:j])
+                del values[i:j]
+        out.extend(_METRO + v for v in values)
+        while len(out) >= size:  # never more than `size` rows per write transaction
+            yield out[:size]
+            del out[:size]
+    rest = sorted(set(others))
+    others.clear()
+    out.extend(rest)
+    for start in range(0, len(out), size):
+        yield out[start:start + size]
 
 
 # -- CSV imports ------------------------------------------------------------
 
 def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[LineError]]:
     """Header-driven CSV with `,` `;` or tab, BOM and CRLF tolerated. A line
-    with the wrong number of fields (e.g. a mixed separator) is an error."""
-    text = path.read_bytes().decode("utf-8-sig", errors="strict")
+    with the wrong number of fields (e.g. a mixed separator), bytes that are
+    not UTF-8, an oversized field or a quote left open (which would silently
+    swallow the following lines) is an error naming its line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig", errors="strict")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        return [], [], [LineError(line, f"not UTF-8 (byte 0x{data[exc.start]:02x}): save the file "
+                                        "as UTF-8, nothing imported")]
     first = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -124,10 +239,24 @@ def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], l
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         return [], [], [LineError(1, "empty file")]
+    except csv.Error as exc:
+        return [], [], [LineError(1, f"unreadable header: {exc}")]
     rows = []
-    for fields in reader:
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(LineError(reader.line_num, f"unreadable line: {exc}"))
+            continue
         lineno = reader.line_num
         if not any(f.strip() for f in fields):
+            continue
+        if lineno != start or any("\n" in f or "\r" in f for f in fields):
+            errors.append(LineError(start, f"a quoted field runs over lines {start}-{lineno} "
+                                           "(unbalanced quote?)"))
             continue
         if len(fields) != len(header):
             errors.append(LineError(lineno, f"{len(fields)} fields, header has {len(header)} "

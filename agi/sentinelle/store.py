@@ -39,7 +39,7 @@ from .rules import Bloctel, Consent, Decision, History
 
 SCHEMA_VERSION = 2  # v2: attempts.disposition (ARI listener)
 HISTORY_HORIZON = timedelta(days=62)  # covers R-30 (30 d) and R-31 (60 d) with DST slack
-BLOCTEL_BATCH = 50_000
+BLOCTEL_BATCH = 10_000  # rows per load transaction: ~5-10 ms of write lock when sorted
 
 T = TypeVar("T")
 
@@ -476,11 +476,17 @@ class Store:
         return sid
 
     def load_snapshot(self, sid: int, numbers: Iterable[int]) -> None:
-        """Append a batch; duplicates inside a file are harmless."""
+        """Append a batch in one short transaction; duplicates are harmless.
+
+        Pass batches in ascending order when you can: the B-tree then only
+        grows at its right edge, while random order dirties pages all over a
+        10 M-row table and writes far more WAL. The batch is bound as one JSON
+        array (json_each): one statement instead of one bind per row."""
+        data = "[" + ",".join(map(str, map(int, numbers))) + "]"
         with self.transaction() as conn:
-            conn.executemany(
-                f"INSERT OR IGNORE INTO {_snapshot_table(sid)} (e164) VALUES (?)",  # noqa: S608
-                ((n,) for n in numbers))
+            conn.execute(
+                f"INSERT OR IGNORE INTO {_snapshot_table(sid)} (e164)"  # noqa: S608 - int id
+                " SELECT value FROM json_each(?)", (data,))
 
     def commit_snapshot(self, sid: int) -> int:
         """The atomic switch: the new snapshot becomes current, the old one goes."""

@@ -1,0 +1,409 @@
+"""Latency of one decision on a production-sized store.
+
+    python bench/bench_decision.py [--small] [--checks N] [--rebuild]
+
+Builds (once, cached under /var/cache/sentinelle/bench/) a store holding
+- a Bloctel "opposed" snapshot of 10 M numbers for professional `acme`,
+- 5 M attempts (and their 5 M decision-log rows) over the 90 days before
+  2026-12-01, spread over ~1 M callees,
+- one consent for 95 % of those callees,
+then copies it to a temp dir and times `guard.check()` in-process for 20,000
+calls to random callees of that pool at random weekday instants
+2026-12-01..2026-12-18 10:00-12:59 Europe/Paris, sorted in time:
+
+- record=True (the AGI path: history read, pure decision, attempt insert,
+  decision-log insert, commit), under fr-2023 (Bloctel gate) and fr-2026
+  (consent gate);
+- record=False (dry run: read transaction, no write);
+- record=True again with the INFO JSON decision log enabled (to /dev/null),
+  as `sentinelle serve` runs.
+
+Target: p99 <= 0.5 ms for the record=True path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import logging
+import os
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CACHE, Timer, fmt, percentiles, write_result
+from sentinelle import logs
+from sentinelle.guard import Request, check
+from sentinelle.policy import parse_config
+from sentinelle.store import SCHEMA_VERSION, Store, ts
+
+PARIS = ZoneInfo("Europe/Paris")
+BUILD_VERSION = 2  # bump when the generated data changes
+PRO, CAMPAIGN = "acme", "c1"
+CALLER_ID = "0948123456"  # an Arcep NPV range: R-42 passes for automated dialing
+SNAPSHOT_DATE = date(2026, 11, 25)  # fresh (< 30 days) for every instant under test
+HISTORY_START = datetime(2026, 9, 2, tzinfo=UTC)
+HISTORY_DAYS = 90
+TARGET_P99_MS = 0.5
+
+SIZES = {
+    "full": {"bloctel": 10_000_000, "attempts": 5_000_000, "callees": 1_000_000, "checks": 20_000},
+    "small": {"bloctel": 200_000, "attempts": 100_000, "callees": 20_000, "checks": 2_000},
+}
+BATCH = 100_000
+MOBILE_SPACE = 200_000_000  # +336xxxxxxxx and +337xxxxxxxx
+# Overseas mobile blocks (other time zones and holidays) and the unallocated 070..072.
+OVERSEAS_MOBILE = ("639", "690", "691", "692", "693", "694", "695", "696", "697",
+                   "70", "71", "72")
+
+
+# -- data generation ------------------------------------------------------------
+
+def callee_pool(n: int, seed: int = 1) -> list[int]:
+    """n distinct callable metropolitan mobile numbers as E.164 ints (06 and 073..079,
+    without the overseas 0639/069x blocks; phonenumbers rejects 070..072)."""
+    rng = random.Random(seed)
+    out: set[int] = set()
+    while len(out) < n:
+        for x in rng.sample(range(MOBILE_SPACE), min(MOBILE_SPACE, 2 * (n - len(out)) + 10)):
+            national = 600_000_000 + x  # 6xxxxxxxx or 7xxxxxxxx
+            s = str(national)
+            if s.startswith(OVERSEAS_MOBILE):
+                continue
+            out.add(33_000_000_000 + national)
+            if len(out) == n:
+                break
+    pool = sorted(out)
+    rng.shuffle(pool)
+    return pool
+
+
+def e164(n: int) -> str:
+    return f"+{n}"
+
+
+def national(n: int) -> str:
+    return "0" + str(n)[2:]
+
+
+def config_for(path: str, regime: str) -> Any:
+    return parse_config({
+        "store": {"path": path},
+        "policy": {"regime": regime},
+        "professionals": {PRO: {}},
+        "campaigns": {CAMPAIGN: {"professional": PRO, "purpose": "prospecting",
+                                 "dialing": "automated"}},
+    }, source="bench")
+
+
+def build_store(path: Path, size: dict[str, int]) -> dict[str, float]:
+    """Returns the build time of each part, in seconds."""
+    timings: dict[str, float] = {}
+    rng = random.Random(42)
+    store = Store(path, create=True)
+    store.conn.execute("PRAGMA cache_size = -1000000")  # 1 GB for the build only
+    try:
+        # 1. Bloctel snapshot, through the public API, numbers as ints.
+        n = size["bloctel"]
+        stride = MOBILE_SPACE // n
+        with Timer() as t:
+            sid = store.begin_snapshot(PRO, SNAPSHOT_DATE, "opposed", "bench")
+            base = 33_600_000_000
+            for start in range(0, n, BATCH):
+                store.load_snapshot(sid, [base + i * stride + rng.randrange(stride)
+                                          for i in range(start, min(n, start + BATCH))])
+            count = store.commit_snapshot(sid)
+        timings["bloctel_s"] = t.seconds
+        print(f"  bloctel snapshot: {count:,} numbers in {t.seconds:.1f} s", flush=True)
+
+        # 2. Attempts and their decision-log rows, in time order, raw SQL.
+        pool = callee_pool(size["callees"])
+        n = size["attempts"]
+        span = HISTORY_DAYS * 86400 / n
+        inputs = json.dumps({"dialled": "0600000000", "caller_id": CALLER_ID,
+                             "campaign": CAMPAIGN, "policy": {"regime": "auto"}, "notes": [],
+                             "history": {"attempts": []}})
+        with Timer() as t:
+            for start in range(0, n, BATCH):
+                att, dec = [], []
+                for i in range(start, min(n, start + BATCH)):
+                    who = pool[rng.randrange(len(pool))]
+                    at = ts(HISTORY_START + timedelta(seconds=i * span + rng.random() * span))
+                    att.append((i + 1, PRO, CAMPAIGN, e164(who), at, i + 1, "answered"))
+                    dec.append((i + 1, at, "agi", CAMPAIGN, PRO, national(who), e164(who),
+                                CALLER_ID, "allow", "", "[]", "fr-2026", i + 1, inputs))
+                store.run(lambda c, att=att: c.executemany(
+                    "INSERT INTO attempts (id, professional, campaign, e164, at, decision_id,"
+                    " outcome) VALUES (?,?,?,?,?,?,?)", att), immediate=True)
+                store.run(lambda c, dec=dec: c.executemany(
+                    "INSERT INTO decisions (id, at, source, campaign, professional, dialled, e164,"
+                    " caller_id, verdict, rules, reasons, regime, attempt_id, inputs)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", dec), immediate=True)
+        timings["attempts_and_decisions_s"] = t.seconds
+        print(f"  attempts + decisions: {n:,} + {n:,} rows in {t.seconds:.1f} s", flush=True)
+
+        # 3. Consents: 95 % of the callees, given 1..330 days before December.
+        with Timer() as t:
+            rows = []
+            for who in pool:
+                if rng.random() < 0.95:
+                    given = ts(datetime(2026, 11, 30, tzinfo=UTC)
+                               - timedelta(days=1 + rng.random() * 329))
+                    rows.append((PRO, e164(who), given, "web-form", "web", "v3", "ev-1", given))
+            for start in range(0, len(rows), BATCH):
+                store.run(lambda c, b=rows[start:start + BATCH]: c.executemany(
+                    "INSERT INTO consents (professional, e164, given_at, source, channel, wording,"
+                    " evidence_ref, recorded_at) VALUES (?,?,?,?,?,?,?,?)", b), immediate=True)
+        timings["consents_s"] = t.seconds
+        print(f"  consents: {len(rows):,} rows in {t.seconds:.1f} s", flush=True)
+
+        with Timer() as t:
+            store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        timings["checkpoint_s"] = t.seconds
+    finally:
+        store.close()
+    return timings
+
+
+def cached_store(size: dict[str, int], rebuild: bool) -> tuple[Path, dict[str, Any]]:
+    key = (f"decision-s{SCHEMA_VERSION}-v{BUILD_VERSION}-b{size['bloctel']}-a{size['attempts']}"
+           f"-c{size['callees']}.db")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / key
+    info: dict[str, Any] = {"store_file": str(path)}
+    if path.exists() and not rebuild:
+        info["build"] = "cached"
+        print(f"store: cached {path} ({path.stat().st_size / 1e9:.2f} GB)")
+        return path, info
+    tmp = path.with_suffix(".building")
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    print(f"store: building {path} ...", flush=True)
+    with Timer() as t:
+        info["build_parts_s"] = build_store(tmp, size)
+    for p in (Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    tmp.rename(path)
+    info["build"] = "built"
+    info["build_s"] = round(t.seconds, 1)
+    print(f"store: built in {t.seconds:.1f} s ({path.stat().st_size / 1e9:.2f} GB)")
+    return path, info
+
+
+# -- the measurement --------------------------------------------------------------
+
+def instants(n: int, rng: random.Random) -> list[datetime]:
+    days = [date(2026, 12, 1) + timedelta(days=d) for d in range(18)]
+    days = [d for d in days if d.weekday() < 5]
+    out = []
+    for _ in range(n):
+        d = rng.choice(days)
+        local = datetime(d.year, d.month, d.day, 10, tzinfo=PARIS) + timedelta(
+            seconds=rng.randrange(3 * 3600))
+        out.append(local)
+    out.sort()
+    return out
+
+
+class GcWatch:
+    """Time spent in the cyclic GC during a run (a source of latency spikes)."""
+
+    def __init__(self) -> None:
+        self.t0 = 0
+        self.total_ns = 0
+        self.counts = Counter()
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.t0 = time.perf_counter_ns()
+        else:
+            self.total_ns += time.perf_counter_ns() - self.t0
+            self.counts[f"gen{info['generation']}"] += 1
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+@contextlib.contextmanager
+def checkpointing(store: Store, mode: str):
+    """auto: SQLite's default (the committing check runs a checkpoint every 1000
+    WAL pages, fsync included); background: wal_autocheckpoint=0 on the check
+    connection and a PASSIVE checkpoint every 0.5 s from another thread and
+    connection; off: no checkpoint during the run (lower bound)."""
+    stats = {"checkpoints": 0, "checkpoint_ms_max": 0.0}
+    if mode == "auto":
+        yield stats
+        return
+    store.conn.execute("PRAGMA wal_autocheckpoint = 0")
+    stop = threading.Event()
+
+    def loop() -> None:
+        conn = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 1500")
+        try:
+            while not stop.wait(0.5):
+                t0 = time.perf_counter()
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                stats["checkpoints"] += 1
+                stats["checkpoint_ms_max"] = max(stats["checkpoint_ms_max"],
+                                                 (time.perf_counter() - t0) * 1000)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=loop, daemon=True) if mode == "background" else None
+    if thread:
+        thread.start()
+    try:
+        yield stats
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+        store.conn.execute("PRAGMA wal_autocheckpoint = 1000")
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def run_checks(store: Store, config: Any, calls: list[tuple[str, datetime]], record: bool,
+               source: str = "agi") -> tuple[list[int], Counter[str], float]:
+    samples: list[int] = []
+    outcomes: Counter[str] = Counter()
+    clock = time.perf_counter_ns
+    t0 = time.perf_counter()
+    for dialled, at in calls:
+        req = Request(dialled=dialled, at=at, campaign=CAMPAIGN, caller_id=CALLER_ID,
+                      record=record, source=source)
+        s = clock()
+        d = check(config, store, req)
+        samples.append(clock() - s)
+        outcomes[d.verdict.value + (":" + ",".join(d.rules) if d.rules else "")] += 1
+    return samples, outcomes, time.perf_counter() - t0
+
+
+def query_plans(store: Store) -> list[str]:
+    sqls = [
+        ("SELECT at FROM attempts WHERE professional=? AND e164=? AND at>=? AND at<=?",
+         (PRO, "+33600000000", "a", "z")),
+        ("SELECT given_at FROM consents WHERE professional=? AND e164=?", (PRO, "+33600000000")),
+        ("SELECT 1 FROM bloctel_1 WHERE e164=?", (1,)),
+    ]
+    out = []
+    for sql, args in sqls:
+        with contextlib.suppress(Exception):
+            plan = store.run(lambda c, s=sql, a=args: c.execute("EXPLAIN QUERY PLAN " + s, a)
+                             .fetchall())
+            out.append(f"{sql[:60]}... -> {'; '.join(r[-1] for r in plan)}")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", action="store_true", help="small store, < 60 s (CI smoke test)")
+    ap.add_argument("--checks", type=int, help="number of timed checks per scenario")
+    ap.add_argument("--rebuild", action="store_true", help="ignore the cached store")
+    ap.add_argument("--keep", action="store_true", help="keep the temp copy of the store")
+    args = ap.parse_args()
+    size = SIZES["small" if args.small else "full"]
+    nchecks = args.checks or size["checks"]
+    result: dict[str, Any] = {"sizes": size, "checks": nchecks, "target_p99_ms": TARGET_P99_MS}
+
+    cached, info = cached_store(size, args.rebuild)
+    result["store"] = info
+    workdir = Path(tempfile.mkdtemp(prefix="sentinelle-bench-"))
+    db = workdir / "store.db"
+    with Timer() as t:
+        shutil.copyfile(cached, db)
+        # Flush the copy: otherwise GBs of dirty pages are written back during the
+        # run and the first checkpoint's fsync waits for all of them.
+        fd = os.open(db, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    print(f"copied to {db} and fsynced in {t.seconds:.1f} s")
+    result["store"]["size_bytes"] = db.stat().st_size
+
+    pool = callee_pool(size["callees"])
+    rng = random.Random(7)
+    store = Store(db)
+    plans = query_plans(store)
+    for p in plans:
+        print("  plan:", p)
+    result["query_plans"] = plans
+
+    logging.getLogger("sentinelle").setLevel(logging.WARNING)  # `check` without `serve`
+    # (name, regime, record, checkpoint mode)
+    scenarios = [
+        ("dry_fr2023", "fr-2023", False, "auto"),
+        ("dry_fr2026", "fr-2026", False, "auto"),
+        ("record_fr2023", "fr-2023", True, "auto"),
+        ("record_fr2026", "fr-2026", True, "auto"),
+        ("record_fr2026_jsonlog", "fr-2026", True, "auto"),
+        ("record_fr2026_bgcheckpoint", "fr-2026", True, "background"),
+        ("record_fr2026_nocheckpoint", "fr-2026", True, "off"),
+    ]
+    result["scenarios"] = {}
+    warm = max(200, nchecks // 20)
+    try:
+        for name, regime, record, ckpt in scenarios:
+            config = config_for(str(db), regime)
+            if name.endswith("jsonlog"):
+                logs.setup("INFO", stream=open(os.devnull, "w"))  # noqa: SIM115 - as `serve`
+            calls = [(national(pool[rng.randrange(len(pool))]), at)
+                     for at in instants(nchecks + warm, rng)]
+            # Warm-up (new prepared statements, first page reads); reported apart.
+            wsamples, _, _ = run_checks(store, config, calls[:warm], record)
+            gc.collect()
+            with checkpointing(store, ckpt) as ck, GcWatch() as gcw:
+                samples, outcomes, wall = run_checks(store, config, calls[warm:], record)
+            p = percentiles(samples)
+            rate = len(samples) / wall
+            ok = p["p99_ms"] <= TARGET_P99_MS
+            print(f"\n{name} (regime {regime}, record={record}, checkpoint {ckpt})")
+            print(f"  {fmt(p)}")
+            print(f"  {rate:,.0f} checks/s single thread;  warm-up {warm}: "
+                  f"{fmt(percentiles(wsamples))}")
+            print(f"  verdicts: {dict(outcomes.most_common(6))}")
+            print(f"  gc: {dict(gcw.counts)} {gcw.total_ns / 1e6:.1f} ms total;  "
+                  f"checkpoint: {ck}")
+            if record and ckpt == "auto" and not name.endswith("jsonlog"):
+                print(f"  target p99 <= {TARGET_P99_MS} ms: {'PASS' if ok else 'MISS'}")
+            result["scenarios"][name] = {
+                "regime": regime, "record": record, "latency": p,
+                "checks_per_s": round(rate, 1), "warmup": percentiles(wsamples),
+                "verdicts": dict(outcomes), "meets_target": ok, "checkpoint_mode": ckpt,
+                "background_checkpoints": ck, "gc": dict(gcw.counts),
+                "gc_ms": round(gcw.total_ns / 1e6, 2),
+            }
+            if name.endswith("jsonlog"):
+                logs.setup("WARNING", stream=io.StringIO())
+                logging.getLogger("sentinelle").setLevel(logging.WARNING)
+        result["attempts_after"] = store.count("attempts")
+    finally:
+        store.close()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    write_result("bench_decision", args.small, result)
+    misses = [n for n, s in result["scenarios"].items()
+              if n in ("record_fr2023", "record_fr2026") and not s["meets_target"]]
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
