@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
-from fakeasterisk import call, headers_for
 
+from fakeasterisk import call, headers_for
 from sentinelle.metrics import METRIC_NAMES
 
 README = Path(__file__).parent.parent / "README.md"

@@ -507,6 +507,11 @@ def listen_cmd(ctx: Ctx, at: datetime | None, check_config: bool) -> None:
         fail(str(exc), EXIT_BLOCK)
 
 
+# -- evidence: export, explain, report, purge, forget (evidence_cli.py) --------
+from .evidence_cli import register as register_evidence  # noqa: E402 - needs `main`
+
+register_evidence(main)
+
 def agi_main() -> None:
     """Console script `sentinelle-agi`: the config comes from $SENTINELLE_CONFIG
     (set it in Asterisk's environment), since Asterisk's argv is the call's."""

@@ -616,6 +616,269 @@ class Store:
             return fn(conn)
 
 
+    # -- evidence: export, retention, erasure --------------------------------
+    # The SQL behind `sentinelle export/explain/report/purge/forget` (modules
+    # export, explain, report, retention). Reads run in plain read
+    # transactions: in WAL mode they never block the live checks, and one
+    # transaction gives an export a consistent snapshot. Writes (purge,
+    # forget) are short transactions so a check never waits long for the lock.
+
+    # table -> the instant a row is filed under (export ranges, purge)
+    EVIDENCE_TIME = (("decisions", "at"), ("attempts", "at"), ("refusals", "at"),
+                     ("consents", "given_at"))
+    # table -> when a row is past retention. Named parameters: cutoff (now -
+    # retention), consent_cutoff (cutoff - consent_max_age: the consent could
+    # not justify any call after cutoff), erased_attempts / erased_refusals
+    # (minimal rows kept by `forget` go once R-30 / R-31 no longer need them).
+    # Never purged by age: optouts (R-12 holds until an admin removes it),
+    # contracts and departments (states, not events), the current snapshots.
+    PURGE_WHERE = (
+        ("decisions", "at < :cutoff"),
+        ("attempts", "at < :cutoff OR (outcome = 'erased' AND at < :erased_attempts)"),
+        ("refusals", "at < :cutoff OR (source = 'erased' AND at < :erased_refusals)"),
+        ("consents", "(revoked_at IS NOT NULL AND revoked_at < :cutoff)"
+                     " OR given_at < :consent_cutoff"),
+        ("bloctel_snapshots", "state IN ('replaced', 'aborted') AND imported_at < :cutoff"),
+    )
+
+    @contextlib.contextmanager
+    def evidence_rows(
+        self, table: str, start: datetime, end: datetime, *, campaign: str | None = None,
+        professional: str | None = None, chunk: int = 1000,
+    ) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
+        """Rows of an evidence table filed in [start, end), oldest first, read in
+        chunks inside one read transaction: constant memory on any volume, and
+        a consistent snapshot while the service keeps writing."""
+        time_col = dict(self.EVIDENCE_TIME)[table]
+        where = [f"{time_col} >= :start", f"{time_col} < :end"]
+        if campaign is not None:
+            where.append("campaign = :campaign")
+        if professional is not None:
+            where.append("professional = :professional")
+        sql = (f"SELECT * FROM {table} WHERE {' AND '.join(where)}"  # noqa: S608 - fixed names
+               f" ORDER BY {time_col}, rowid")
+        params = {"start": ts(start), "end": ts(end), "campaign": campaign,
+                  "professional": professional}
+        with self.transaction(immediate=False) as conn:
+            cur = conn.execute(sql, params)
+            columns = [c[0] for c in cur.description]
+
+            def rows() -> Iterator[tuple[Any, ...]]:
+                while batch := cur.fetchmany(chunk):
+                    yield from batch
+
+            yield columns, rows()
+
+    def iter_calls(self, start: datetime, end: datetime, campaign: str | None = None
+                   ) -> Iterator[tuple[str, str, str, bool]]:
+        """(e164, UTC hour 'YYYY-MM-DDTHH', verdict, placed) of every decision on
+        a parsed number: the report's calls-per-local-hour chart. Consume it
+        fully (it holds a read transaction while it runs)."""
+        with self.transaction(immediate=False) as conn:
+            cur = conn.execute(
+                "SELECT e164, substr(at, 1, 13), verdict, attempt_id IS NOT NULL FROM decisions"
+                " WHERE at >= ? AND at < ? AND e164 IS NOT NULL AND (? IS NULL OR campaign = ?)",
+                (ts(start), ts(end), campaign, campaign))
+            while batch := cur.fetchmany(5000):
+                yield from batch
+
+    def iter_attempt_series(self, start: datetime, end: datetime,
+                            professional: str | None = None) -> Iterator[tuple[str, str, str]]:
+        """(professional, e164, at) ordered by callee then time: R-30 windows
+        are per (professional, callee), so each series is scanned once."""
+        with self.transaction(immediate=False) as conn:
+            cur = conn.execute(
+                "SELECT professional, e164, at FROM attempts WHERE at >= ? AND at < ?"
+                " AND (? IS NULL OR professional = ?) ORDER BY professional, e164, at",
+                (ts(start), ts(end), professional, professional))
+            while batch := cur.fetchmany(5000):
+                yield from batch
+
+    def evidence_groups(self, start: datetime, end: datetime, campaign: str | None = None
+                        ) -> dict[str, list[tuple[Any, ...]]]:
+        """Small GROUP BY results for the report (blocks by rule and hour,
+        outcomes and refusals per campaign, legal basis of the calls placed)."""
+        p = {"start": ts(start), "end": ts(end), "campaign": campaign}
+        queries = {
+            "blocks": "SELECT substr(at, 1, 13), rules, count(*) FROM decisions"
+                      " WHERE at >= :start AND at < :end AND verdict = 'block'"
+                      " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1, 2",
+            "outcomes": "SELECT campaign, COALESCE(outcome, ''), count(*) FROM attempts"
+                        " WHERE at >= :start AND at < :end"
+                        " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1, 2",
+            "refusals": "SELECT campaign, count(*) FROM refusals"
+                        " WHERE at >= :start AND at < :end"
+                        " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1",
+            # contract / regime of the decision that let each call through
+            "basis": "SELECT a.professional, a.campaign, d.regime,"
+                     " json_extract(d.inputs, '$.history.contract'), count(*)"
+                     " FROM attempts a LEFT JOIN decisions d ON d.id = a.decision_id"
+                     " WHERE a.at >= :start AND a.at < :end"
+                     " AND (:campaign IS NULL OR a.campaign = :campaign) GROUP BY 1, 2, 3, 4",
+            "verdicts": "SELECT verdict, count(*) FROM decisions WHERE at >= :start AND at < :end"
+                        " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1",
+            "attempts": "SELECT count(*), count(DISTINCT professional || e164) FROM attempts"
+                        " WHERE at >= :start AND at < :end"
+                        " AND (:campaign IS NULL OR campaign = :campaign)",
+            "slots": "SELECT count(*) FROM decisions WHERE at >= :start AND at < :end"
+                     " AND attempt_id IS NOT NULL AND (:campaign IS NULL OR campaign = :campaign)"
+                     " AND inputs LIKE '%R-22 consent slot%'",
+            # the oldest Bloctel snapshot fr-2023 decisions saw each (UTC) day,
+            # and how many saw none: what R-10 actually relied on
+            "bloctel": "SELECT professional, substr(at, 1, 10),"
+                       " min(json_extract(inputs, '$.history.bloctel.snapshot_date')),"
+                       " sum(json_extract(inputs, '$.history.bloctel') IS NULL) FROM decisions"
+                       " WHERE at >= :start AND at < :end AND regime = 'fr-2023'"
+                       " AND inputs LIKE '%\"history\"%'"
+                       " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1, 2",
+            "consents_given": "SELECT professional, count(*) FROM consents"
+                              " WHERE given_at >= :start AND given_at < :end GROUP BY 1",
+        }
+        with self.transaction(immediate=False) as conn:
+            return {name: conn.execute(sql, p).fetchall() for name, sql in queries.items()}
+
+    def coverage(self, now: datetime, consent_max_age: timedelta,
+                 horizon: timedelta = timedelta(days=30)) -> dict[str, list[tuple[Any, ...]]]:
+        """Per professional: Bloctel snapshots (current and replaced, for the
+        report's snapshot table), consents valid now / expiring within `horizon` / revoked, contracts
+        and opt-outs. Consent age is approximated in elapsed days here (a
+        report figure; the rules use calendar days)."""
+        valid_from = ts(now - consent_max_age)
+        soon = ts(now - consent_max_age + horizon)
+        with self.transaction(immediate=False) as conn:
+            return {
+                "snapshots": conn.execute(
+                    "SELECT professional, snapshot_date, kind, count, state, imported_at"
+                    " FROM bloctel_snapshots WHERE state IN ('current', 'replaced')"
+                    " ORDER BY professional, imported_at").fetchall(),
+                "consents": conn.execute(
+                    "SELECT professional,"
+                    " sum(revoked_at IS NULL AND given_at >= ? AND given_at <= ?),"
+                    " sum(revoked_at IS NULL AND given_at >= ? AND given_at < ?),"
+                    " sum(revoked_at IS NOT NULL), count(*) FROM consents GROUP BY 1",
+                    (valid_from, ts(now), valid_from, soon)).fetchall(),
+                "contracts": conn.execute(
+                    "SELECT professional, count(*) FROM contracts GROUP BY 1").fetchall(),
+                "optouts": conn.execute(
+                    "SELECT professional, count(*) FROM optouts GROUP BY 1").fetchall(),
+            }
+
+    def bloctel_status(self, e164: str) -> list[tuple[str, Bloctel, int]]:
+        """(professional, where the callee stands in its current snapshot,
+        snapshot size) for every professional that has one (`explain`)."""
+        with self.transaction(immediate=False) as conn:
+            pros = [r[0] for r in conn.execute(
+                "SELECT professional FROM bloctel_snapshots WHERE state='current'"
+                " ORDER BY professional")]
+            out = []
+            for pro in pros:
+                status = self._bloctel(conn, pro, e164)
+                size = conn.execute("SELECT count FROM bloctel_snapshots WHERE professional=?"
+                                    " AND state='current'", (pro,)).fetchone()[0]
+                if status is not None:
+                    out.append((pro, status, size))
+            return out
+
+    def department(self, e164: str) -> str | None:
+        with self.transaction(immediate=False) as conn:
+            row = conn.execute("SELECT department FROM departments WHERE e164=?",
+                               (e164,)).fetchone()
+        return row[0] if row else None
+
+    def _purge_sql(self, table: str) -> str:
+        return dict(self.PURGE_WHERE)[table]
+
+    @staticmethod
+    def _purge_params(bounds: dict[str, datetime]) -> dict[str, str]:
+        names = ("cutoff", "consent_cutoff", "erased_attempts", "erased_refusals")
+        return {k: ts(bounds[k]) for k in names}
+
+    def count_expired(self, table: str, bounds: dict[str, datetime]) -> int:
+        """How many rows `purge` would delete (`--dry-run`)."""
+        with self.transaction(immediate=False) as conn:
+            return conn.execute(
+                f"SELECT count(*) FROM {table} WHERE {self._purge_sql(table)}",  # noqa: S608
+                self._purge_params(bounds)).fetchone()[0]
+
+    def expired_rowids(self, table: str, bounds: dict[str, datetime], after: int,
+                       limit: int) -> list[int]:
+        """The next `limit` expired rowids after `after`. A read transaction:
+        finding the rows, the slow part, never holds the write lock."""
+        with self.transaction(immediate=False) as conn:
+            return [r[0] for r in conn.execute(
+                f"SELECT rowid FROM {table} WHERE rowid > :after"  # noqa: S608 - fixed names
+                f" AND ({self._purge_sql(table)}) ORDER BY rowid LIMIT :limit",
+                {**self._purge_params(bounds), "after": after, "limit": limit})]
+
+    def delete_expired(self, table: str, bounds: dict[str, datetime], rowids: list[int]) -> int:
+        """Delete these rows in one short write transaction, re-checking that
+        each is still expired (a row may have changed since it was found).
+        secure_delete=FAST zeroes the deleted cells that share a page with
+        live data at no extra I/O."""
+        params = self._purge_params(bounds)
+        sql = (f"DELETE FROM {table} WHERE rowid = :rowid"  # noqa: S608 - fixed names
+               f" AND ({self._purge_sql(table)})")
+        with self.transaction() as conn:
+            conn.execute("PRAGMA secure_delete = FAST")
+            deleted = 0
+            for rowid in rowids:
+                deleted += conn.execute(sql, {**params, "rowid": rowid}).rowcount
+            return deleted
+
+    def forget_number(
+        self, e164: str, *, keep_attempts_since: datetime, keep_refusals_since: datetime,
+        dialled_is_number: Callable[[str], bool],
+    ) -> dict[str, dict[str, int]]:
+        """Erasure request (`sentinelle forget`), in one transaction with
+        secure_delete on (deleted bytes are overwritten, not left in free
+        pages). What is kept, and why, is in retention.forget's docstring.
+        Returns {table: {"deleted": n, "kept": n}}."""
+        out: dict[str, dict[str, int]] = {}
+        conn = self.conn
+        conn.execute("PRAGMA secure_delete = ON")
+        try:
+            with self.transaction() as tx:
+                stray = [r[0] for r in tx.execute(
+                    "SELECT id, dialled FROM decisions WHERE e164 IS NULL AND dialled IS NOT NULL")
+                    if dialled_is_number(r[1])]
+                n = tx.execute("DELETE FROM decisions WHERE e164=?", (e164,)).rowcount
+                n += sum(tx.execute("DELETE FROM decisions WHERE id=?", (i,)).rowcount
+                         for i in stray)
+                out["decisions"] = {"deleted": n, "kept": 0}
+                keep_a = ts(keep_attempts_since)
+                n = tx.execute("DELETE FROM attempts WHERE e164=? AND at<?", (e164, keep_a)).rowcount
+                kept = tx.execute(
+                    "UPDATE attempts SET campaign='', decision_id=NULL, outcome='erased',"
+                    " answered_at=NULL, ended_at=NULL, cause=NULL, cause_txt=NULL"
+                    " WHERE e164=?", (e164,)).rowcount
+                if "disposition" in {r[1] for r in tx.execute("PRAGMA table_info(attempts)")}:
+                    tx.execute("UPDATE attempts SET disposition=NULL WHERE e164=?", (e164,))
+                out["attempts"] = {"deleted": n, "kept": kept}
+                keep_r = ts(keep_refusals_since)
+                n = tx.execute("DELETE FROM refusals WHERE e164=? AND at<?", (e164, keep_r)).rowcount
+                kept = tx.execute(
+                    "UPDATE refusals SET campaign='', source='erased', attempt_id=NULL,"
+                    " recorded_at=NULL WHERE e164=?", (e164,)).rowcount
+                out["refusals"] = {"deleted": n, "kept": kept}
+                for table in ("consents", "contracts", "departments"):
+                    n = tx.execute(f"DELETE FROM {table} WHERE e164=?", (e164,)).rowcount  # noqa: S608
+                    out[table] = {"deleted": n, "kept": 0}
+                kept = tx.execute("SELECT count(*) FROM optouts WHERE e164=?", (e164,)).fetchone()[0]
+                out["optouts"] = {"deleted": 0, "kept": kept}
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA secure_delete = OFF")
+        return out
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the main file and truncate it, so erased rows do
+        not linger in old WAL frames. False if readers kept it from finishing."""
+        try:
+            busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"store error ({self.path}): {exc}") from exc
+        return busy == 0
+
 def _snapshot_table(sid: int) -> str:
     return f"bloctel_{int(sid)}"
 

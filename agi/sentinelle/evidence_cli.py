@@ -1,0 +1,289 @@
+"""CLI commands for evidence: export, explain, report, purge, forget.
+
+Kept apart from cli.py so that the command line stays readable and the
+evidence work can evolve without touching the call path; `register(main)`
+adds them to the `sentinelle` group. They take the same `Ctx` as cli.py and
+follow its exit-code contract (0 success, 1 store error, 2 usage/config).
+
+cli.py's helpers are imported inside the functions, never at module level:
+cli.py imports this module to register the commands, and a module-level
+import back would fail whenever this module happens to be imported first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from .clock import PARIS, parse_instant, system_clock
+from .numbers import parse
+from .policy import ConfigError
+from .retention import DEFAULT_BATCH
+
+if TYPE_CHECKING:
+    from .cli import Ctx
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    from .cli import fail as cli_fail
+
+    cli_fail(message, code)
+
+
+class Instant(click.ParamType):
+    """cli.py's ISO 8601 type (naive = Europe/Paris), resolved when used."""
+
+    name = "ISO8601"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        from .cli import INSTANT
+
+        return INSTANT.convert(value, param, ctx)
+
+
+INSTANT = Instant()
+
+
+class Bound(click.ParamType):
+    """A day (YYYY-MM-DD, a whole Europe/Paris day) or an ISO 8601 instant."""
+
+    name = "DATE|ISO8601"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> date | datetime:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(value) if len(value.strip()) == 10 else parse_instant(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a date (YYYY-MM-DD) nor an ISO 8601 instant",
+                      param, ctx)
+
+
+BOUND = Bound()
+
+
+def period(start: date | datetime, end: date | datetime) -> tuple[datetime, datetime]:
+    """[start, end) in instants: a `--to` day is included whole (up to the next
+    Paris midnight); an instant is an exclusive bound."""
+    def instant(value: date | datetime, next_day: bool) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        day = value + timedelta(days=1) if next_day else value
+        return datetime.combine(day, time(0), PARIS)
+
+    lo, hi = instant(start, False), instant(end, True)
+    if hi <= lo:
+        fail("--to must be after --from")
+    return lo, hi
+
+
+def _range_options(fn: Any) -> Any:
+    fn = click.option("--to", "end", type=BOUND, required=True,
+                      help="Last day (included) or an instant (excluded).")(fn)
+    return click.option("--from", "start", type=BOUND, required=True,
+                        help="First day (Europe/Paris) or an ISO 8601 instant.")(fn)
+
+
+# -- export -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _output(path: str) -> Iterator[TextIO]:
+    """stdout, or a file written beside its final name and renamed at the end:
+    an interrupted export never leaves a plausible-looking truncated file."""
+    if path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.partial")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="", buffering=1 << 20) as fh:
+            yield fh
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@click.command("export")
+@click.argument("table", type=click.Choice(["decisions", "attempts", "refusals", "consents"]))
+@_range_options
+@click.option("--campaign", metavar="NAME",
+              help="Only this campaign (consents: the campaign's professional).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+              show_default=True)
+@click.option("--out", default="-", metavar="FILE", show_default=True,
+              help="Output file ('-' for stdout).")
+@click.option("--tz", "zone_name", default="Europe/Paris", show_default=True,
+              help="Time zone of the exported times (e.g. UTC).")
+@click.pass_obj
+def export_cmd(ctx: Ctx, table: str, start: date | datetime, end: date | datetime,
+               campaign: str | None, fmt: str, out: str, zone_name: str) -> None:
+    """Stream decisions, attempts, refusals or consents of a period as CSV or
+    JSONL (stable columns, ISO 8601 times with offset; see README.md, "Evidence")."""
+    from .cli import store_errors
+    from .export import export
+
+    lo, hi = period(start, end)
+    zone = _zone(zone_name)
+    professional = None
+    if campaign is not None:
+        professional = ctx.professional(campaign)
+        if table == "consents":
+            campaign = None
+    with store_errors(), ctx.store(create=False) as store, \
+            store.evidence_rows(table, lo, hi, campaign=campaign,
+                                professional=professional) as (columns, rows), \
+            _output(out) as fh:
+        count = export(columns, rows, table, fmt, fh, zone)
+    if out != "-":
+        click.echo(f"exported {count} {table} to {out}", err=True)
+
+
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"unknown time zone {name!r} (e.g. Europe/Paris, UTC)")
+
+
+# -- explain ------------------------------------------------------------------
+
+@click.command("explain")
+@click.argument("number")
+@click.option("--at", "at", type=INSTANT, help="Instant to explain (default now).")
+@click.option("--campaign", metavar="NAME", help="Only this campaign (default: every campaign).")
+@click.option("--caller-id", metavar="NUM", help="Caller ID to judge (R-40..R-43).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_obj
+def explain_cmd(ctx: Ctx, number: str, at: datetime | None, campaign: str | None,
+                caller_id: str | None, as_json: bool) -> None:
+    """Timeline of one callee and the decision that would be taken now, in words."""
+    from .cli import e164_of, store_errors
+    from .explain import explain, render
+
+    config = ctx.config
+    e164 = e164_of(number, ctx)
+    callee = parse(e164)
+    names = [campaign] if campaign else sorted(config.campaigns)
+    try:
+        for name in names:
+            config.campaign(name)
+    except ConfigError as exc:
+        fail(str(exc))
+    with store_errors(), ctx.store(create=False) as store:
+        result = explain(config, store, callee, at or system_clock(), names, caller_id)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        click.echo(render(result))
+
+
+# -- report -------------------------------------------------------------------
+
+@click.command("report")
+@_range_options
+@click.option("--campaign", metavar="NAME", help="Only this campaign.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write (self-contained).")
+@click.pass_obj
+def report_cmd(ctx: Ctx, start: date | datetime, end: date | datetime, campaign: str | None,
+               out: Path) -> None:
+    """Write a self-contained HTML compliance report with charts."""
+    from .cli import store_errors
+    from .report import write_report
+
+    lo, hi = period(start, end)
+    if campaign is not None:
+        ctx.professional(campaign)  # exit 2 on an unknown campaign
+    with store_errors(), ctx.store(create=False) as store:
+        stats = write_report(ctx.config, store, lo, hi, out, campaign)
+    click.echo(f"report written: {stats.path} ({stats.bytes // 1024} KiB, "
+               f"{stats.decisions} decisions, {stats.seconds:.1f} s)")
+
+
+# -- purge --------------------------------------------------------------------
+
+@click.command("purge")
+@click.option("--older-than", "older_than", metavar="DURATION",
+              help="Retention, e.g. 1095d, 156w, 3y (default: policy.retention_days).")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH, show_default=True,
+              help="Rows deleted per transaction.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
+@click.pass_obj
+def purge_cmd(ctx: Ctx, older_than: str | None, batch: int, dry_run: bool) -> None:
+    """Delete records past retention, in small batches, while the service runs."""
+    from .cli import store_errors
+    from .retention import parse_duration, purge, purge_bounds
+
+    policy = ctx.config.policy
+    try:
+        keep = parse_duration(older_than) if older_than else timedelta(days=policy.retention_days)
+        bounds = purge_bounds(system_clock(), keep, policy.consent_max_age_days)
+    except ValueError as exc:
+        fail(str(exc))
+    with store_errors(), ctx.store(create=False) as store:
+        result = purge(store, bounds, batch=batch, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"retention {keep.days} days: records before "
+               f"{bounds['cutoff'].astimezone(PARIS):%Y-%m-%d %H:%M} (Paris)")
+    for table, n in result.deleted.items():
+        click.echo(f"  {table}: {verb} {n}")
+    if not dry_run:
+        click.echo(f"  {result.batches} batch(es), longest held the lock "
+                   f"{result.longest_batch_s * 1000:.0f} ms, {result.seconds:.1f} s in all")
+
+
+# -- forget -------------------------------------------------------------------
+
+@click.command("forget")
+@click.argument("number")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_obj
+def forget_cmd(ctx: Ctx, number: str, yes: bool, as_json: bool) -> None:
+    """Erasure request: delete this number's personal data, keeping only the
+    minimal records that honour an opposition (R-12) or refusal (R-31) and
+    the R-30 count (see README.md, "Evidence")."""
+    from .cli import EXIT_BLOCK, e164_of, store_errors
+    from .retention import forget
+
+    e164 = e164_of(number, ctx)
+    if not yes and not click.confirm(f"Erase the personal data held on {e164}?"):
+        fail("nothing erased", EXIT_BLOCK)
+    with store_errors(), ctx.store(create=False) as store:
+        result = forget(store, e164, system_clock(), ctx.config.policy.outside_prefix)
+    if as_json:
+        click.echo(json.dumps({"e164": e164, "tables": result.tables,
+                               "wal_checkpointed": result.checkpointed}))
+        return
+    click.echo(f"erased {e164}:")
+    for table, n in result.tables.items():
+        kept = f", kept {n['kept']} minimal" if n["kept"] else ""
+        click.echo(f"  {table}: deleted {n['deleted']}{kept}")
+    if not result.checkpointed:
+        click.echo("  note: readers kept the WAL checkpoint from finishing; the erased rows "
+                   "leave the -wal file at the next checkpoint", err=True)
+
+
+COMMANDS = (export_cmd, explain_cmd, report_cmd, purge_cmd, forget_cmd)
+
+
+def register(group: click.Group) -> None:
+    """Add the evidence commands to the `sentinelle` group (idempotent)."""
+    for command in COMMANDS:
+        if command.name not in group.commands:
+            group.add_command(command)
+
+
+__all__ = ["COMMANDS", "period", "register"]
