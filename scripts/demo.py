@@ -8,7 +8,6 @@ tells the same story whatever day it runs.
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from pbx import Pbx, free_ports  # noqa: E402
+from sentinelle.logs import read_events  # noqa: E402
 
 AT = "2026-12-01T10:30:00+01:00"
 EXE = str(REPO / ".venv" / "bin" / "sentinelle")
@@ -94,16 +94,7 @@ def main() -> int:
 
 
 def _decisions(log: Path) -> list[dict]:
-    out = []
-    for line in log.read_text().splitlines():
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if data.get("msg") == "decision":
-            out.append(data)
-    return out
-
+    return read_events(log.read_text().splitlines(), "decision")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,3 +44,17 @@ def setup(level: str = "INFO", stream: Any = None) -> None:
 
 def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
     logger.log(level, msg, extra={"fields": fields})
+
+
+def read_events(lines: Iterable[str], msg: str) -> list[dict[str, Any]]:
+    """The structured lines with this `msg` (e.g. "decision") from a log;
+    other lines (tracebacks, foreign output) are skipped, not fatal."""
+    out = []
+    for line in lines:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("msg") == msg:
+            out.append(data)
+    return out

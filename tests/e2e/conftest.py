@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/: `pbx`, `fakeasterisk`
 
 from pbx import Pbx, free_ports
+from sentinelle.logs import read_events
 
 REPO = Path(__file__).parent.parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
@@ -124,15 +125,7 @@ class Service:
 
     def decisions(self) -> list[dict]:
         """Structured decision log lines written by the service."""
-        out = []
-        for line in self.log.read_text().splitlines():
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            if data.get("msg") == "decision":
-                out.append(data)
-        return out
+        return read_events(self.log.read_text().splitlines(), "decision")
 
 
 @pytest.fixture
