@@ -31,6 +31,19 @@ def _consent(store: Store, e164: str) -> None:
                                                                                    tzinfo=PARIS)))
 
 
+def _one_call(config: Config, headers: dict[str, str], **kwargs: object):
+    """Start a server, run one fake-Asterisk session, stop the server."""
+    async def scenario():
+        srv = _serve(config)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers, **kwargs)
+        finally:
+            await srv.stop()
+
+    return asyncio.run(scenario())
+
+
 def run(coro):
     return asyncio.run(coro)
 
@@ -38,15 +51,7 @@ def run(coro):
 def test_allowed_call_is_recorded_and_verdict_set_last(config, store):
     _consent(store, "+33612345678")
 
-    async def scenario():
-        srv = _serve(config)
-        _, port = await srv.start()
-        try:
-            return await call(port, headers_for("0612345678"))
-        finally:
-            await srv.stop()
-
-    res = run(scenario())
+    res = _one_call(config, headers_for("0612345678"))
     assert res.verdict == "ALLOW"
     assert res.variables["SENTINELLE_RULES"] == ""
     attempt = int(res.variables["SENTINELLE_ATTEMPT"])
@@ -56,15 +61,7 @@ def test_allowed_call_is_recorded_and_verdict_set_last(config, store):
 
 
 def test_blocked_without_consent_sets_rule_and_no_attempt(config, store):
-    async def scenario():
-        srv = _serve(config)
-        _, port = await srv.start()
-        try:
-            return await call(port, headers_for("0612345678"))
-        finally:
-            await srv.stop()
-
-    res = run(scenario())
+    res = _one_call(config, headers_for("0612345678"))
     assert res.verdict == "BLOCK"
     assert res.variables["SENTINELLE_RULES"] == "R-11"
     assert res.variables["SENTINELLE_ATTEMPT"] == ""
@@ -91,15 +88,7 @@ def test_campaign_from_channel_variable_when_no_argument(config, store):
 def test_masked_presentation_is_R40(config, store):
     _consent(store, "+33612345678")
 
-    async def scenario():
-        srv = _serve(config)
-        _, port = await srv.start()
-        try:
-            return await call(port, headers_for("0612345678", callingpres=0x21))
-        finally:
-            await srv.stop()
-
-    res = run(scenario())
+    res = _one_call(config, headers_for("0612345678", callingpres=0x21))
     assert res.verdict == "BLOCK"
     assert "R-40" in res.variables["SENTINELLE_RULES"].split(",")
 
