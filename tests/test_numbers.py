@@ -332,7 +332,11 @@ def test_valid_metropolitan_numbers_parse(first, rest):
     national = f"0{first}{rest:08d}"
     pn = phonenumbers.parse(national, "FR")
     n = _outcome(national)
-    if national.startswith(OVERSEAS_PREFIXES):
+    if national.startswith("0508"):
+        # Saint-Pierre-et-Miquelon: only numbers phonenumbers knows as +508
+        # are accepted (fail closed otherwise), never as metropolitan ones.
+        assert n == "error" or n[2] is T.PM
+    elif national.startswith(OVERSEAS_PREFIXES):
         assert n != "error" and n[2] is not T.FR  # overseas, whatever phonenumbers says
     elif phonenumbers.is_valid_number(pn):
         assert n != "error" and n[2] is T.FR and n[0] == "+33" + national[1:]

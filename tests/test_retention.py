@@ -147,7 +147,10 @@ def test_purge_does_not_block_the_live_service(config, tmp_path):
     assert result.deleted["decisions"] == 60_000
     assert not errors
     assert len(latencies) > 50
-    assert max(latencies) < 0.5, f"a live check waited {max(latencies):.3f} s"
+    # The property is "no check fails closed" (above); the bound here stays
+    # well under the 1.5 s busy timeout but leaves room for a WAL checkpoint's
+    # fsync on a loaded 2-core CI machine (0.5 s flaked there once).
+    assert max(latencies) < 1.0, f"a live check waited {max(latencies):.3f} s"
 
 
 def test_purge_cli(config_path, config, store):

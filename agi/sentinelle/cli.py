@@ -490,6 +490,9 @@ def listen_cmd(ctx: Ctx, at: datetime | None, check_config: bool) -> None:
         return
     if logging.getLogger("sentinelle").level > logging.INFO:
         logs.setup("INFO")
+    from .service import warn_permissions
+
+    warn_permissions(config)
 
     async def listen() -> None:
         sc = config.store

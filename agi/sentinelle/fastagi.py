@@ -5,9 +5,16 @@ panoramisk parses AGI results, but the accept loop is ours: panoramisk 1.4's
 its headers (a TCP health check does exactly that), and has neither a header
 deadline nor a size limit. Here every connection gets a header deadline, a
 size cap, a per-request deadline and a connection cap, so one bad client
-never slows the others. Decisions run in one worker thread that owns the
-SQLite connection: a store blocked on a lock delays only the checks, never
-the event loop that accepts and times them out.
+never slows the others; at the cap, the oldest connection that has not sent
+its headers yet is evicted, so idle sockets can never lock the PBX out.
+
+Decisions run in one worker thread that owns the SQLite connection: a store
+blocked on a lock delays only the checks, never the event loop that accepts
+and times them out. A check still queued when its deadline is near is
+answered SYS-TIMEOUT without touching the store, and the lock wait of the
+others is bounded by their deadline: an attempt is never recorded for a call
+that was answered BLOCK, and a backlog built up behind a long lock does not
+outlive it.
 
 Fail closed everywhere: an error, a timeout or a store fault answers BLOCK
 (unless the campaign opted for fail-open), and the dialplan hangs up on
@@ -21,6 +28,7 @@ import contextlib
 import ipaddress
 import logging
 import re
+import time
 import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,8 +48,18 @@ log = logging.getLogger("sentinelle.fastagi")
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADER_LINES = 128
 MAX_LINE = 4096
+MAX_RESULT_LINES = 64  # "100 Trying" and "520-" usage lines before a final result
 REASON_MAX = 160
+# The store worker gives up on a check this close to its deadline, and bounds
+# its wait for a lock by what is left: a check answered SYS-TIMEOUT must never
+# record an attempt afterwards, and a backlog queued behind a long lock must
+# not keep the worker busy once the lock is gone.
+WORKER_MARGIN_S = 0.1
+# Once the decision is taken, writing the verdict back gets at least this long
+# (a decision taken just before the deadline still reaches the dialplan).
+ANSWER_MIN_S = 1.0
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
+_RESULT = re.compile(r"^[0-9]{3}(?: |$)")  # "200 result=1", "511 ...", "100 Trying"
 # agi_callingpres: bits 0x60 are the presentation indicator (0x20 prohibited,
 # 0x40 unavailable); either way the callee sees no number (R-40).
 _PRES_MASK = 0x60
@@ -75,6 +93,7 @@ class Stats:
     refused: int = 0
     bad_headers: int = 0
     timeouts: int = 0
+    evicted: int = 0
     decisions: dict[str, int] = field(default_factory=lambda: {"allow": 0, "block": 0})
 
 
@@ -90,6 +109,11 @@ class FastAgiServer:
         self._store: Store | None = None
         self._server: asyncio.Server | None = None
         self._active: set[asyncio.Task[None]] = set()
+        # Connections still waiting for their AGI headers, oldest first: at
+        # the connection cap the oldest is evicted rather than the newcomer
+        # refused, so idle sockets can never lock a real PBX request out.
+        self._waiting: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._busy_ms: int | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -115,10 +139,24 @@ class FastAgiServer:
     # -- one connection ------------------------------------------------------
 
     def _allowed_peer(self, peer: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
         if not self._networks:
-            return ipaddress.ip_address(peer).is_loopback
-        addr = ipaddress.ip_address(peer)
+            return addr.is_loopback
         return any(addr in net for net in self._networks)
+
+    def _evict_idle(self) -> bool:
+        """Close the oldest connection that has not sent its headers yet."""
+        if not self._waiting:
+            return False
+        task = next(iter(self._waiting))
+        self._waiting.pop(task).transport.abort()
+        self.stats.evicted += 1
+        return True
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -131,7 +169,7 @@ class FastAgiServer:
                 logs.event(log, "connection refused: peer not in server.allow", logging.WARNING,
                            peer=peer)
                 return
-            if len(self._active) > self.config.server.max_connections:
+            if len(self._active) > self.config.server.max_connections and not self._evict_idle():
                 self.stats.refused += 1
                 logs.event(log, "connection refused: too many connections", logging.WARNING,
                            peer=peer, active=len(self._active))
@@ -140,10 +178,14 @@ class FastAgiServer:
             await self._serve(reader, writer, peer)
         except (ConnectionError, AgiError, asyncio.IncompleteReadError) as exc:
             logs.event(log, "connection dropped", logging.INFO, peer=peer, error=str(exc))
+        except TimeoutError:
+            logs.event(log, "connection dropped: the PBX did not read the answer in time",
+                       logging.WARNING, peer=peer)
         except Exception:
             log.exception("unexpected error on FastAGI connection")
         finally:
             self._active.discard(task)
+            self._waiting.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -153,12 +195,18 @@ class FastAgiServer:
         """One AGI request; `network=False` for a classic AGI on stdin/stdout,
         which has no FastAGI route header."""
         sc = self.config.server
+        task = asyncio.current_task()
+        if network and task is not None:
+            self._waiting[task] = writer
         try:
             headers = await asyncio.wait_for(read_headers(reader), sc.header_timeout_s)
         except TimeoutError:
             self.stats.bad_headers += 1
             logs.event(log, "no AGI headers before the deadline", logging.WARNING, peer=peer)
             return
+        finally:
+            if task is not None:
+                self._waiting.pop(task, None)
         if headers is None:
             return  # connect + close: a health check, nothing to say
         script = headers.get("agi_network_script", "").strip("/")
@@ -172,18 +220,26 @@ class FastAgiServer:
         started = loop.time()
         deadline = started + sc.request_timeout_s
         try:
-            decision = await asyncio.wait_for(self._decide(agi, headers), sc.request_timeout_s)
+            decision = await asyncio.wait_for(
+                self._decide(agi, headers, time.monotonic() + sc.request_timeout_s),
+                sc.request_timeout_s)
         except TimeoutError:
+            if agi.pending:  # the PBX never answered our command: the dialogue is lost
+                self.stats.timeouts += 1
+                raise AgiError(f"no answer to {agi.pending} before the deadline") from None
+            decision = None
+        if decision is None:  # the deadline passed, here or in the store worker
             self.stats.timeouts += 1
             decision = self._timeout_decision(headers)
         elapsed = loop.time() - started
         self.stats.decisions[decision.verdict.value] += 1
         if self.on_decision:
             self.on_decision(decision, elapsed)
-        remaining = max(0.05, deadline - loop.time())
+        remaining = max(ANSWER_MIN_S, deadline - loop.time())
         await asyncio.wait_for(self._answer(agi, decision), remaining)
 
-    async def _decide(self, agi: AgiChannel, headers: dict[str, str]) -> Decision:
+    async def _decide(self, agi: AgiChannel, headers: dict[str, str],
+                      deadline: float) -> Decision | None:
         campaign = headers.get("agi_arg_2", "").strip()
         if not campaign:
             campaign = await agi.get_variable(agivars.CAMPAIGN)
@@ -197,19 +253,33 @@ class FastAgiServer:
                      ("uniqueid", headers.get("agi_uniqueid", ""))),
         )
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._check_in_worker, req)
+        return await loop.run_in_executor(self._executor, self._check_in_worker, req, deadline)
 
-    def _check_in_worker(self, req: Request) -> Decision:
+    def _check_in_worker(self, req: Request, deadline: float | None = None) -> Decision | None:
         """Runs in the store thread: (re)open the store lazily so the service
-        recovers by itself once a missing or broken store is fixed."""
+        recovers by itself once a missing or broken store is fixed.
+
+        Returns None, without touching the store, when the request's deadline
+        (time.monotonic) is too close: the caller answers SYS-TIMEOUT, and no
+        attempt may be recorded for a call that was answered BLOCK."""
+        sc = self.config.store
+        wait_ms = sc.busy_timeout_ms
+        if deadline is not None:
+            budget_ms = int((deadline - time.monotonic() - WORKER_MARGIN_S) * 1000)
+            if budget_ms <= 0:
+                return None
+            wait_ms = min(budget_ms, wait_ms)
         error = None
         if self._store is None:
-            sc = self.config.store
             try:
-                self._store = Store(sc.path, create=False, busy_timeout_ms=sc.busy_timeout_ms,
+                self._store = Store(sc.path, create=False, busy_timeout_ms=wait_ms,
                                     synchronous=sc.synchronous)
+                self._busy_ms = wait_ms
             except StoreError as exc:
                 error = str(exc)
+        elif wait_ms != self._busy_ms:
+            self._store.set_busy_timeout(wait_ms)
+            self._busy_ms = wait_ms
         decision = check(self.config, self._store, req, store_error=error)
         if self._store is not None and not self._store.is_open:
             self._store = None  # poisoned connection was dropped: reopen next time
@@ -278,21 +348,38 @@ class AgiChannel:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.pending: str | None = None  # the command whose result is awaited
+
+    async def _line(self, name: str) -> str:
+        try:
+            line = await self.reader.readline()
+        except ValueError:  # longer than the stream limit
+            raise AgiError(f"AGI result line too long for {name}") from None
+        if not line:
+            raise AgiError(f"connection closed waiting for the result of {name}")
+        return line.decode("utf-8", errors="replace").rstrip("\r\n")
 
     async def command(self, cmd: str) -> dict[str, object]:
         if "\n" in cmd or "\r" in cmd:
             raise AgiError("refusing to send a command containing a newline")
+        name = " ".join(cmd.split()[:2])
+        self.pending = name
         self.writer.write(cmd.encode("ascii", "replace") + b"\n")
         await self.writer.drain()
-        while True:
-            line = await self.reader.readline()
-            if not line:
-                raise AgiError(f"connection closed waiting for the result of {cmd.split()[0]}")
-            text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+        result = await self._result(name)
+        self.pending = None
+        return result
+
+    async def _result(self, name: str) -> dict[str, object]:
+        for _ in range(MAX_RESULT_LINES):
+            text = await self._line(name)
             if text.startswith("520-"):  # usage error: skip the multi-line usage text
-                while text and not text.startswith("520 "):
-                    text = (await self.reader.readline()).decode("utf-8", "replace").rstrip("\r\n")
-                raise AgiError(f"AGI usage error for {cmd.split()[0]}")
+                for _ in range(MAX_RESULT_LINES):
+                    if (await self._line(name)).startswith("520 "):
+                        break
+                raise AgiError(f"AGI usage error for {name}")
+            if text != "HANGUP" and not _RESULT.match(text):
+                raise AgiError(f"unparsable AGI result {text[:80]!r}")
             try:
                 result = parse_agi_result(text)
             except (ValueError, TypeError):
@@ -300,8 +387,9 @@ class AgiChannel:
             if result.get("status_code") == 100:
                 continue
             if "error" in result:
-                raise AgiError(f"{result['error']} for {cmd.split()[0]}: {text[:80]!r}")
+                raise AgiError(f"{result['error']} for {name}: {text[:80]!r}")
             return result
+        raise AgiError(f"too many intermediate AGI results for {name}")
 
     async def set_variable(self, name: str, value: str) -> None:
         await self.command(f'SET VARIABLE {name} "{ascii_safe(value)}"')

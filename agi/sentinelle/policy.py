@@ -137,6 +137,8 @@ class AriConfig:
     app: str = "sentinelle"
     refusal_dtmf: str = "*9"
     dtmf_gap_s: float = 3.0
+    password_file: str = ""  # where the password was read from (permission check)
+    secret_in_config: bool = False  # `password` or user:password@ in `url`, inline in the file
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +301,49 @@ def _read_secret(ari: _Table, base_dir: Path) -> str:
     return inline
 
 
+def _secret_path(ari: _Table, base_dir: Path) -> str:
+    if "password_file" not in ari:
+        return ""
+    path = Path(str(ari["password_file"]))
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def _url_has_password(url: object) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return isinstance(url, str) and bool(urlsplit(url.strip()).password)
+    except ValueError:
+        return False
+
+
+def permission_warnings(config: Config) -> list[str]:
+    """Files that other local users may read (a secret) or change (the policy:
+    `fail_open`, regimes, caller IDs). A config without a secret may be
+    world-readable (it usually is, under /etc); a secret file may not."""
+    import stat
+
+    def mode(path: str) -> int | None:
+        try:
+            return os.stat(path).st_mode
+        except OSError:
+            return None
+
+    out = []
+    src = mode(config.source) if not config.source.startswith("<") else None
+    if src is not None and src & stat.S_IWOTH:
+        out.append(f"config {config.source} is world-writable: any local user can change the "
+                   "policy (chmod o-w)")
+    if src is not None and src & stat.S_IROTH and config.ari.secret_in_config:
+        out.append(f"config {config.source} is world-readable and holds the ARI password: "
+                   "move it to ari.password_file (mode 600) or chmod o-r the config")
+    secret = mode(config.ari.password_file) if config.ari.password_file else None
+    if secret is not None and secret & (stat.S_IROTH | stat.S_IWOTH):
+        out.append(f"ARI secret file {config.ari.password_file} is world-readable: chmod 600 "
+                   "(owned by the service user)")
+    return out
+
+
 def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>") -> Config:
     _check_keys(raw, "<top>", {"store", "policy", "professionals", "campaigns", "server", "ari",
                                "metrics"})
@@ -402,6 +447,8 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         app=_get(ar, "ari", "app", str, "sentinelle"),
         refusal_dtmf=_get(ar, "ari", "refusal_dtmf", str, "*9"),
         dtmf_gap_s=_get(ar, "ari", "dtmf_gap_s", float, 3.0),
+        password_file=_secret_path(ar, base_dir),
+        secret_in_config=bool(ar.get("password")) or _url_has_password(ar.get("url", "")),
     )
     _positive(ari.dtmf_gap_s, "ari.dtmf_gap_s")
     me = _table(raw, "metrics")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import logs
 from .clock import frozen, system_clock
 from .fastagi import FastAgiServer
-from .policy import Config, ConfigError
+from .policy import Config, ConfigError, permission_warnings
 from .store import Store
 
 if TYPE_CHECKING:
@@ -49,9 +49,16 @@ def validate_for_serving(config: Config) -> None:
         validate(config)
 
 
+def warn_permissions(config: Config) -> None:
+    """Log (never refuse) files that expose the ARI secret or the policy."""
+    for warning in permission_warnings(config):
+        logs.event(log, warning, logging.WARNING)
+
+
 async def run(config: Config, at: datetime | None = None,
               ready: asyncio.Event | None = None) -> None:
     validate_for_serving(config)
+    warn_permissions(config)
     sc = config.store
     Store(sc.path, create=True, busy_timeout_ms=sc.busy_timeout_ms).close()  # schema ready
     clock = frozen(at) if at else system_clock

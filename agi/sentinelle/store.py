@@ -220,6 +220,14 @@ class Store:
     def is_open(self) -> bool:
         return self._conn is not None
 
+    def set_busy_timeout(self, ms: int) -> None:
+        """How long the next statements wait for a lock (the FastAGI worker
+        bounds it by each request's deadline); kept across reconnects."""
+        self.busy_timeout_ms = max(0, int(ms))
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+
     def __enter__(self) -> Store:
         return self
 
@@ -344,10 +352,14 @@ class Store:
                 "SELECT at FROM attempts WHERE professional=? AND e164=? AND at>=? AND at<=?",
                 (*key, lo, hi))
         )
+        # The refusals of the horizon (R-31) plus the latest one before it:
+        # a refusal revokes every consent given before it, however old it is
+        # (a consent dated before it but entered later must not count).
         refusals = tuple(
             datetime.fromisoformat(r[0]) for r in conn.execute(
-                "SELECT at FROM refusals WHERE professional=? AND e164=? AND at>=? AND at<=?",
-                (*key, lo, ts(at)))
+                "SELECT at FROM refusals WHERE professional=? AND e164=? AND at<=? AND (at>=?"
+                " OR at=(SELECT max(at) FROM refusals WHERE professional=? AND e164=? AND at<?))",
+                (*key, ts(at), lo, *key, lo))
         )
         consents = tuple(
             Consent(given_at=datetime.fromisoformat(r[0]), source=r[1], revoked_at=from_ts(r[2]),
@@ -615,7 +627,6 @@ class Store:
         with self.transaction(immediate=immediate) as conn:
             return fn(conn)
 
-
     # -- evidence: export, retention, erasure --------------------------------
     # The SQL behind `sentinelle export/explain/report/purge/forget` (modules
     # export, explain, report, retention). Reads run in plain read
@@ -878,6 +889,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"store error ({self.path}): {exc}") from exc
         return busy == 0
+
 
 def _snapshot_table(sid: int) -> str:
     return f"bloctel_{int(sid)}"
