@@ -150,3 +150,10 @@ def test_serve_refuses_exposed_listener_without_allow_list(config_path):
     assert r.exit_code == 2 and "server.allow" in r.output
     r = CliRunner().invoke(main, ["--config", str(config_path), "serve", "--check-config"])
     assert r.exit_code == 0 and "config ok" in r.output
+
+
+def test_import_bloctel_refuses_a_future_date(cli, tmp_path):
+    f = tmp_path / "b.txt"
+    f.write_text("0612345678\n")
+    r = cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2099-01-01")
+    assert r.exit_code == 2 and "in the future" in r.output

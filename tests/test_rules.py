@@ -883,3 +883,23 @@ def test_decision_to_dict_carries_the_evidence():
     assert out["regime"] == "fr-2026" and out["counts"] is False
     assert out["caller_id"] == NPV
     assert run(WHEN_2026, masked=True).to_dict()["caller_id"] is None
+
+
+def test_R10_snapshot_dated_after_the_call_is_no_list():
+    """A list dated after the call did not exist at the call's date (or its
+    date is a typo that would keep it 'fresh' for months): R-10 blocks."""
+    at = on(FR2023_DAY)
+    later = clean(at, bloctel=Bloctel(FR2023_DAY + timedelta(days=1), "opposed", False))
+    d = run(at, later)
+    assert_blocked(d, "R-10")
+    assert "after the call" in d.reasons[0]
+    assert_allowed(run(at, clean(at, bloctel=Bloctel(FR2023_DAY, "opposed", False))))
+
+
+def test_R31_applies_to_foreign_callees_even_when_allowed():
+    """foreign="allow": outside French law, but a refusal still silences."""
+    at = on(FR2026_DAY)
+    policy = replace(POLICY, foreign="allow")
+    assert_allowed(run(at, History(), dialled="+442079460000", policy=policy))
+    refused = History(refusals=(at - timedelta(days=5),))
+    assert_blocked(run(at, refused, dialled="+442079460000", policy=policy), "R-31")

@@ -338,6 +338,12 @@ def _report(result_count: int, skipped: list[Any], what: str) -> None:
 def import_bloctel_cmd(ctx: Ctx, file: Path, campaign: str, snapshot_date: date, kind: str,
                        skip_invalid: bool) -> None:
     """Replace the professional's Bloctel snapshot atomically (R-10)."""
+    from .clock import PARIS
+
+    today = system_clock().astimezone(PARIS).date()
+    if snapshot_date > today:
+        fail(f"--date {snapshot_date} is in the future (today is {today}): a typo here would "
+             "keep the list 'fresh' for the wrong days (R-10)")
     pro = ctx.professional(campaign)
     with store_errors(), ctx.store() as store, _progress_bar(file.stat().st_size, "bloctel") as bar:
         task = bar.add_task("import", total=file.stat().st_size)

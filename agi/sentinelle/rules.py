@@ -226,7 +226,11 @@ def decide(call: Call, callee: Number | NumberError, history: History, policy: P
         if prospecting and policy.foreign == "block":
             findings.append(_Finding("R-02", f"foreign number {callee.e164} (policy foreign=block)"))
         if prospecting:
+            # Outside French law, but a refusal is a refusal and four attempts
+            # are enough, whoever the callee (with policy foreign="allow").
             findings.extend(_frequency_findings(call, history, PARIS))
+            last_refusal = max((r for r in history.refusals if r <= call.at), default=None)
+            findings.extend(_refusal_findings(call, last_refusal, PARIS))
         return _decision(original, policy, _verdict(findings), findings, callee=callee,
                          counts=prospecting, notes=tuple(notes))
 
@@ -270,13 +274,19 @@ def _prospecting_findings(
         findings.append(_Finding(rule, reason, is_hours=True))
 
     findings.extend(_frequency_findings(call, history, tz))
-    if last_refusal is not None and call.at < _add_days(last_refusal, REFUSAL_SILENCE, tz):
-        lifts = _add_days(last_refusal, REFUSAL_SILENCE, tz)
-        findings.append(_Finding(
-            "R-31", f"refusal on {last_refusal.astimezone(tz):%Y-%m-%d %H:%M}: "
-            f"silent until {lifts.astimezone(tz):%Y-%m-%d %H:%M}", lifts_at=lifts,
-        ))
+    findings.extend(_refusal_findings(call, last_refusal, tz))
     return findings
+
+
+def _refusal_findings(call: Call, last_refusal: datetime | None, tz: ZoneInfo) -> list[_Finding]:
+    """R-31: 60 calendar days of silence after a refusal."""
+    if last_refusal is None or call.at >= _add_days(last_refusal, REFUSAL_SILENCE, tz):
+        return []
+    lifts = _add_days(last_refusal, REFUSAL_SILENCE, tz)
+    return [_Finding(
+        "R-31", f"refusal on {last_refusal.astimezone(tz):%Y-%m-%d %H:%M}: "
+        f"silent until {lifts.astimezone(tz):%Y-%m-%d %H:%M}", lifts_at=lifts,
+    )]
 
 
 def valid_consent(
@@ -338,6 +348,9 @@ def _gate_findings(
     if snap is None:
         return [_Finding("R-10", "no Bloctel snapshot imported for this professional")]
     age = (call.at.astimezone(PARIS).date() - snap.snapshot_date).days
+    if age < 0:  # a list dated after the call did not exist then (or its date is a typo)
+        return [_Finding("R-10", f"Bloctel snapshot dated {snap.snapshot_date}, after the call: "
+                         "no list valid at this date")]
     if age > policy.bloctel_max_age_days:
         return [_Finding("R-10", f"Bloctel snapshot of {snap.snapshot_date} is stale "
                          f"({age} days > {policy.bloctel_max_age_days})")]
