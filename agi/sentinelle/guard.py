@@ -27,7 +27,7 @@ from .rules import (
     decide,
     fail_closed,
 )
-from .store import Store, StoreError
+from .store import Store, StoreBusy, StoreError
 
 log = logging.getLogger("sentinelle.decision")
 
@@ -45,10 +45,16 @@ class Request:
 
 
 def check(config: Config, store: Store | None, req: Request,
-          store_error: str | None = None) -> Decision:
-    """Decide and (with `record`) count the call. Never raises."""
+          store_error: str | None = None, busy_raises: bool = False) -> Decision:
+    """Decide and (with `record`) count the call. Never raises, except
+    StoreBusy with `busy_raises` (nothing was written nor logged: the caller
+    retries where it may wait for the lock; the FastAGI fast path does)."""
     try:
-        decision = _check(config, store, req, store_error)
+        decision = _check(config, store, req, store_error, busy_raises)
+    except StoreBusy:
+        if busy_raises:
+            raise
+        decision = fail_closed(_call(config, req, None), SYS_STORE, "store busy", config.policy)
     except Exception as exc:  # the last line of defence on the call path
         log.exception("internal error while checking", extra={"fields": {"dialled": req.dialled}})
         call = _call(config, req, None)
@@ -57,12 +63,13 @@ def check(config: Config, store: Store | None, req: Request,
     return decision
 
 
-def _check(config: Config, store: Store | None, req: Request, store_error: str | None) -> Decision:
+def _check(config: Config, store: Store | None, req: Request, store_error: str | None,
+           busy_raises: bool = False) -> Decision:
     try:
         campaign = config.campaign(req.campaign)
     except ConfigError as exc:
         return _log_only(store, fail_closed(_call(config, req, None), SYS_CONFIG, str(exc),
-                                            config.policy), req)
+                                            config.policy), req, busy_raises)
     call = _call(config, req, campaign)
     try:
         callee: Number | NumberError = parse(req.dialled, config.policy.outside_prefix)
@@ -70,7 +77,7 @@ def _check(config: Config, store: Store | None, req: Request, store_error: str |
         callee = exc
     if isinstance(callee, NumberError) or callee.kind is Kind.SHORT:
         # R-01 and R-00 need no history: decide without touching the store.
-        return _log_only(store, decide(call, callee, History(), config.policy), req)
+        return _log_only(store, decide(call, callee, History(), config.policy), req, busy_raises)
     if store is None:
         return fail_closed(call, SYS_STORE, store_error or "store unavailable", config.policy,
                            callee=callee)
@@ -82,6 +89,8 @@ def _check(config: Config, store: Store | None, req: Request, store_error: str |
             record=req.record, source=req.source, inputs=_inputs(config, req),
         )
     except StoreError as exc:
+        if busy_raises and isinstance(exc, StoreBusy):
+            raise
         return fail_closed(call, SYS_STORE, str(exc), config.policy, callee=callee)
 
 
@@ -106,13 +115,16 @@ def _inputs(config: Config, req: Request) -> dict[str, Any]:
     }
 
 
-def _log_only(store: Store | None, decision: Decision, req: Request) -> Decision:
+def _log_only(store: Store | None, decision: Decision, req: Request,
+              busy_raises: bool = False) -> Decision:
     """Decisions taken without the history still go to the decision log."""
     if req.record and store is not None:
         try:
             store.log_decision(decision, req.source, {"dialled": req.dialled,
                                                       "context": dict(req.context)})
         except StoreError as exc:
+            if busy_raises and isinstance(exc, StoreBusy):
+                raise
             logs.event(log, "decision not persisted", logging.ERROR, error=str(exc))
     return decision
 

@@ -15,6 +15,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 SECRET_KEYS = frozenset({"password", "secret", "token", "authorization"})
+# One encoder, built once (json.dumps with options builds one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=True, default=str)
+_SECRET_SEEN: dict[str, bool] = {}  # field names are code-defined: a small, stable set
+
+
+def _is_secret(key: str) -> bool:
+    secret = _SECRET_SEEN.get(key)
+    if secret is None:
+        secret = _SECRET_SEEN[key] = key.lower() in SECRET_KEYS
+        if len(_SECRET_SEEN) > 4096:  # never grows without bound, whatever the callers
+            _SECRET_SEEN.clear()
+    return secret
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,10 +39,13 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            data.update({k: ("***" if k.lower() in SECRET_KEYS else v) for k, v in fields.items()})
+            data.update(fields)
+            for k in fields:
+                if _is_secret(k):
+                    data[k] = "***"
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=True, default=str)
+        return _ENCODER.encode(data)
 
 
 def setup(level: str = "INFO", stream: Any = None) -> None:
@@ -43,7 +58,12 @@ def setup(level: str = "INFO", stream: Any = None) -> None:
 
 
 def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
-    logger.log(level, msg, extra={"fields": fields})
+    """One structured line. Builds the record directly: Logger.log would walk
+    the stack for a file and line number nobody prints (a decision line is
+    logged for every check)."""
+    if logger.isEnabledFor(level):
+        logger.handle(logger.makeRecord(logger.name, level, "(unknown file)", 0, msg, (), None,
+                                        extra={"fields": fields}))
 
 
 def read_events(lines: Iterable[str], msg: str) -> list[dict[str, Any]]:

@@ -19,12 +19,16 @@ from . import logs
 from .clock import frozen, system_clock
 from .fastagi import FastAgiServer
 from .policy import Config, ConfigError, permission_warnings
-from .store import Store
+from .store import Checkpointer, Store
 
 if TYPE_CHECKING:
     from .listener import Listener
 
 log = logging.getLogger("sentinelle.service")
+
+# The WAL checkpoint runs here, beside the checks, never inside one.
+CHECKPOINT_INTERVAL_S = 1.0
+WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
 
 
 def validate_for_serving(config: Config) -> None:
@@ -67,8 +71,18 @@ async def run(config: Config, at: datetime | None = None,
         from .metrics import Metrics  # local: prometheus-client only when enabled
 
         metrics = Metrics(config, clock)
-    server = FastAgiServer(config, clock, on_decision=metrics.observe if metrics else None)
-    await server.start()
+    # The check connection never checkpoints (a checkpoint inside a committing
+    # check was the p99); this thread does, on its own connection.
+    checkpointer = Checkpointer(sc.path, interval_s=CHECKPOINT_INTERVAL_S,
+                                truncate_bytes=WAL_TRUNCATE_BYTES)
+    checkpointer.start()
+    server = FastAgiServer(config, clock, on_decision=metrics.observe if metrics else None,
+                           wal_autocheckpoint=0)
+    try:
+        await server.start()
+    except BaseException:
+        await asyncio.to_thread(checkpointer.stop)
+        raise
     if at:
         logs.event(log, "clock frozen (tests and demos only)", logging.WARNING, at=at.isoformat())
     # The ARI listener shares the loop: it only waits on the network, and its
@@ -99,6 +113,9 @@ async def run(config: Config, at: datetime | None = None,
             await listening
         await listener.close()
     await server.stop()
+    await asyncio.to_thread(checkpointer.stop)
     if metrics is not None:
         metrics.stop()
-    logs.event(log, "stopped", **server.stats.decisions)
+    logs.event(log, "stopped", checkpoints=checkpointer.runs,
+               wal_truncations=checkpointer.truncations,
+               checkpoint_errors=checkpointer.errors, **server.stats.decisions)

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -35,6 +37,7 @@ from urllib.request import pathname2url
 
 import sqlite_utils
 
+from . import logs
 from .rules import Bloctel, Consent, Decision, History
 
 SCHEMA_VERSION = 2  # v2: attempts.disposition (ARI listener)
@@ -42,10 +45,20 @@ HISTORY_HORIZON = timedelta(days=62)  # covers R-30 (30 d) and R-31 (60 d) with 
 BLOCTEL_BATCH = 10_000  # rows per load transaction: ~5-10 ms of write lock when sorted
 
 T = TypeVar("T")
+_log = logging.getLogger("sentinelle.store")
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY ("database is locked") and SQLITE_LOCKED: transient."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 class StoreError(RuntimeError):
     """The store cannot be used right now; the reason is meant for logs and decisions."""
+
+
+class StoreBusy(StoreError):
+    """Another connection holds the lock: nothing was written, try again."""
 
 
 def ts(instant: datetime) -> str:
@@ -146,10 +159,16 @@ class Store:
         create: bool = False,
         busy_timeout_ms: int = 1500,
         synchronous: str = "normal",
+        wal_autocheckpoint: int | None = None,
     ) -> None:
+        """`wal_autocheckpoint=0` keeps SQLite's automatic WAL checkpoint out
+        of this connection's commits (the FastAGI worker: a checkpoint inside
+        a check is a latency spike); whoever sets it must checkpoint from
+        elsewhere (see `Checkpointer`). None keeps SQLite's default (1000)."""
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous.upper()
+        self.wal_autocheckpoint = wal_autocheckpoint
         self._identity: tuple[int, int] | None = None
         self._conn: sqlite3.Connection | None = None
         self._connect(create)
@@ -173,11 +192,14 @@ class Store:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.synchronous == 'FULL' else 'NORMAL'}")
             conn.execute("PRAGMA foreign_keys = ON")
+            if self.wal_autocheckpoint is not None:
+                conn.execute(f"PRAGMA wal_autocheckpoint = {int(self.wal_autocheckpoint)}")
             self._conn = conn
             self._migrate()
         except sqlite3.Error as exc:
             self.close()
-            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+            kind = StoreBusy if _is_busy(exc) else StoreError
+            raise kind(f"cannot open store {self.path}: {exc}") from exc
         if not memory:
             st = os.stat(self.path)
             self._identity = (st.st_dev, st.st_ino)
@@ -274,12 +296,13 @@ class Store:
                 yield conn
         except sqlite3.Error as exc:
             self._drop_after(exc)
-            raise StoreError(f"store error ({self.path}): {exc}") from exc
+            kind = StoreBusy if _is_busy(exc) else StoreError
+            raise kind(f"store error ({self.path}): {exc}") from exc
 
     def _drop_after(self, exc: sqlite3.Error) -> None:
         """Locks are transient; anything else may be a replaced or corrupt file:
         reopen next time rather than keep a poisoned connection."""
-        if "locked" not in str(exc) and "busy" not in str(exc):
+        if not _is_busy(exc):
             self.close()
 
     # -- the hot path --------------------------------------------------------
@@ -889,6 +912,92 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"store error ({self.path}): {exc}") from exc
         return busy == 0
+
+    def wal_checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        """One WAL checkpoint: (busy, frames in the WAL, frames checkpointed).
+        PASSIVE never waits and never blocks writers."""
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(mode)
+        try:
+            busy, log_frames, done = self.conn.execute(
+                f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error as exc:
+            self._drop_after(exc)
+            raise StoreError(f"store error ({self.path}): {exc}") from exc
+        return int(busy), int(log_frames), int(done)
+
+
+class Checkpointer:
+    """Checkpoints the WAL from its own thread and connection, so that the
+    FastAGI worker (opened with `wal_autocheckpoint=0`) never pays for a
+    checkpoint inside a check.
+
+    Every `interval_s`: a PASSIVE checkpoint (never waits, never blocks a
+    writer). When the WAL file has grown past `truncate_bytes` (a reader kept
+    it from being reused, or a burst) and a PASSIVE checkpoint copied every
+    frame, a TRUNCATE with a zero busy timeout: it gives up at once rather
+    than hold the write lock a check is waiting for. Errors are logged and
+    retried on the next tick: the checkpointer can never make a check fail."""
+
+    def __init__(self, path: str, *, interval_s: float = 1.0,
+                 truncate_bytes: int = 64 * 1024 * 1024) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self.truncate_bytes = truncate_bytes
+        self.runs = 0
+        self.truncations = 0
+        self.errors = 0
+        self.frames = 0  # frames copied by PASSIVE checkpoints
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._store: Store | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="sentinelle-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop and do a last checkpoint, so a clean shutdown leaves a short WAL."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.interval_s):
+                self.tick()
+            self.tick()
+        finally:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def tick(self) -> None:
+        try:
+            if self._store is None:
+                self._store = Store(self.path, create=False, busy_timeout_ms=0)
+            busy, log_frames, done = self._store.wal_checkpoint("PASSIVE")
+            self.runs += 1
+            self.frames += max(done, 0)
+            if busy == 0 and log_frames == done and self._wal_bytes() > self.truncate_bytes:
+                busy, _, _ = self._store.wal_checkpoint("TRUNCATE")
+                if busy == 0:
+                    self.truncations += 1
+        except Exception as exc:  # never fatal: retried next tick
+            self.errors += 1
+            if self._store is not None and not self._store.is_open:
+                self._store = None
+            if self.errors <= 3 or self.errors % 100 == 0:
+                logs.event(_log, "WAL checkpoint failed (retried)", logging.WARNING,
+                           error=str(exc), failures=self.errors)
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
 
 
 def _snapshot_table(sid: int) -> str:
