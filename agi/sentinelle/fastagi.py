@@ -8,9 +8,12 @@ size cap, a per-request deadline and a connection cap, so one bad client
 never slows the others; at the cap, the oldest connection that has not sent
 its headers yet is evicted, so idle sockets can never lock the PBX out.
 
-Decisions run in one worker thread that owns the SQLite connection: a store
-blocked on a lock delays only the checks, never the event loop that accepts
-and times them out. A check still queued when its deadline is near is
+A check normally runs right on the event loop with a zero busy timeout: it
+takes well under a millisecond, less than the hop to a thread and back. If
+SQLite reports the store busy, nothing was written, and the check moves to
+one worker thread (which shares the connection under a lock) where it may
+wait for the lock: a store blocked on a lock delays only the checks, never
+the event loop that accepts and times them out. A check still queued when its deadline is near is
 answered SYS-TIMEOUT without touching the store, and the lock wait of the
 others is bounded by their deadline: an attempt is never recorded for a call
 that was answered BLOCK, and a backlog built up behind a long lock does not
