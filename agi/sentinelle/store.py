@@ -65,7 +65,8 @@ def ts(instant: datetime) -> str:
     """One fixed UTC text format, so that SQL string comparison is time order."""
     if instant.tzinfo is None:
         raise ValueError(f"naive datetime {instant!r}: sentinelle only stores aware instants")
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    # isoformat is ~5x faster than strftime on the hot path, same text.
+    return instant.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def from_ts(text: str | None) -> datetime | None:
@@ -391,31 +392,39 @@ class Store:
                 "SELECT given_at, source, revoked_at, slot_from, slot_until FROM consents"
                 " WHERE professional=? AND e164=?", key)
         )
-        contract = conn.execute(
-            "SELECT 1 FROM contracts WHERE professional=? AND e164=?", key).fetchone() is not None
-        opted_out = conn.execute(
-            "SELECT 1 FROM optouts WHERE professional=? AND e164=?", key).fetchone() is not None
-        dept = conn.execute("SELECT department FROM departments WHERE e164=?", (e164,)).fetchone()
+        # The single-row facts in one statement: each execute costs ~15 us.
+        contract, opted_out, dept, sid, snap_date, kind = conn.execute(
+            "SELECT EXISTS(SELECT 1 FROM contracts WHERE professional=?1 AND e164=?2),"
+            " EXISTS(SELECT 1 FROM optouts WHERE professional=?1 AND e164=?2),"
+            " (SELECT department FROM departments WHERE e164=?2),"
+            " s.id, s.snapshot_date, s.kind FROM (SELECT 1)"
+            " LEFT JOIN bloctel_snapshots s ON s.professional=?1 AND s.state='current'",
+            key).fetchone()
         return History(
-            attempts=attempts, refusals=refusals, consents=consents, contract=contract,
-            opted_out=opted_out, bloctel=self._bloctel(conn, professional, e164),
-            department=dept[0] if dept else None,
+            attempts=attempts, refusals=refusals, consents=consents, contract=bool(contract),
+            opted_out=bool(opted_out),
+            bloctel=None if sid is None else self._listed(conn, sid, snap_date, kind, e164),
+            department=dept,
         )
 
     def _bloctel(self, conn: sqlite3.Connection, professional: str, e164: str) -> Bloctel | None:
         row = conn.execute(
             "SELECT id, snapshot_date, kind FROM bloctel_snapshots"
             " WHERE professional=? AND state='current'", (professional,)).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._listed(conn, *row, e164)
+
+    @staticmethod
+    def _listed(conn: sqlite3.Connection, sid: int, snap_date: str, kind: str,
+                e164: str) -> Bloctel:
+        """Where the callee stands in snapshot `sid`: one rowid probe."""
         try:
             number = e164_int(e164)
         except ValueError:
             number = -1
         listed = conn.execute(
-            f"SELECT 1 FROM {_snapshot_table(row[0])} WHERE e164=?",  # noqa: S608 - int id
+            f"SELECT 1 FROM {_snapshot_table(sid)} WHERE e164=?",  # noqa: S608 - int id
             (number,)).fetchone() is not None
-        return Bloctel(date.fromisoformat(row[1]), row[2], listed)
+        return Bloctel(date.fromisoformat(snap_date), kind, listed)
 
     # -- facts entered by admins, the CLI or the ARI listener ---------------
 
