@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import re
 import threading
 import time
@@ -105,13 +104,10 @@ class Stats:
 class FastAgiServer:
     def __init__(self, config: Config, clock: Callable[[], datetime],
                  on_decision: Callable[[Decision, float], None] | None = None,
-                 wal_autocheckpoint: int | None = None, reuse_port: bool = False) -> None:
+                 wal_autocheckpoint: int | None = None) -> None:
         """`wal_autocheckpoint=0` when something else checkpoints the WAL
-        (`sentinelle serve` runs a Checkpointer): no checkpoint in a check.
-        `reuse_port` binds with SO_REUSEPORT, so several `serve` processes
-        (`server.workers`) share the port and the kernel spreads connections."""
+        (`sentinelle serve` runs a Checkpointer): no checkpoint in a check."""
         self.config = config
-        self.reuse_port = reuse_port
         self.wal_autocheckpoint = wal_autocheckpoint
         self.clock = clock
         self.on_decision = on_decision
@@ -138,11 +134,9 @@ class FastAgiServer:
     async def start(self) -> tuple[str, int]:
         sc = self.config.server
         self._server = await asyncio.start_server(self._accept, sc.host, sc.port,
-                                                  limit=MAX_LINE, backlog=512,
-                                                  reuse_port=self.reuse_port or None)
+                                                  limit=MAX_LINE, backlog=512)
         host, port = self._server.sockets[0].getsockname()[:2]
-        logs.event(log, "listening", host=host, port=port, store=self.config.store.path,
-                   pid=os.getpid())
+        logs.event(log, "listening", host=host, port=port, store=self.config.store.path)
         return host, port
 
     async def stop(self, grace_s: float = 5.0) -> None:

@@ -114,9 +114,6 @@ class ServerConfig:
     request_timeout_s: float = 2.0
     header_timeout_s: float = 2.0
     max_connections: int = 256
-    # FastAGI processes sharing the port through SO_REUSEPORT (1: no extra
-    # process); only the first runs the ARI listener, metrics and checkpoints.
-    workers: int = 1
 
     @property
     def host(self) -> str:
@@ -259,9 +256,6 @@ def _positive(value: int | float, key: str) -> None:
     if value <= 0:
         raise ConfigError(key, f"must be > 0, got {value!r}")
 
-
-# More FastAGI processes than this is a typo (each holds a store connection).
-MAX_WORKERS = 64
 
 # Day counts above this are typos, and would overflow date arithmetic in the
 # rules (an OverflowError on the call path is a SYS-ERROR block on every call).
@@ -429,23 +423,19 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
 
     sv = _table(raw, "server")
     _check_keys(sv, "server", {"listen", "allow", "request_timeout_s", "header_timeout_s",
-                               "max_connections", "workers"})
+                               "max_connections"})
     server = ServerConfig(
         listen=_get(sv, "server", "listen", str, "127.0.0.1:4573"),
         allow=_strings(sv, "server", "allow"),
         request_timeout_s=_get(sv, "server", "request_timeout_s", float, 2.0),
         header_timeout_s=_get(sv, "server", "header_timeout_s", float, 2.0),
         max_connections=_get(sv, "server", "max_connections", int, 256),
-        workers=_get(sv, "server", "workers", int, 1),
     )
     if (":" not in server.listen or not server.listen.rsplit(":", 1)[1].isdigit()
             or int(server.listen.rsplit(":", 1)[1]) > 65535):
         raise ConfigError("server.listen", f"must be HOST:PORT, got {server.listen!r}")
     for key in ("request_timeout_s", "header_timeout_s", "max_connections"):
         _positive(getattr(server, key), f"server.{key}")
-    if not 1 <= server.workers <= MAX_WORKERS:
-        raise ConfigError("server.workers",
-                          f"must be between 1 and {MAX_WORKERS}, got {server.workers!r}")
 
     ar = _table(raw, "ari")
     _check_keys(ar, "ari", {"url", "user", "password", "password_file", "app", "refusal_dtmf",
