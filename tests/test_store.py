@@ -161,3 +161,23 @@ def test_v1_store_is_migrated_in_place(tmp_path):
     assert store.attempt(1)["disposition"] == "callback"
     assert store.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == 2
     store.close()
+
+
+def test_internal_error_is_sys_error_and_honours_fail_open(config, store):
+    """An unexpected exception on the call path blocks with SYS-ERROR, and the
+    campaign's fail_open choice applies to it as to any sentinelle fault."""
+    import dataclasses
+
+    class Broken(Store):
+        def check_and_record(self, *args, **kwargs):
+            raise RuntimeError("boom")
+
+    broken = Broken(config.store.path)
+    d = check(config, broken, _req())
+    assert not d.allowed and d.rules == ("SYS-ERROR",) and "boom" in d.reasons[0]
+    assert d.campaign == "promo"
+    campaigns = dict(config.campaigns)
+    campaigns["promo"] = dataclasses.replace(campaigns["promo"], fail_open=True)
+    d = check(dataclasses.replace(config, campaigns=campaigns), broken, _req())
+    assert d.allowed and d.notes[0].startswith("SYS-ERROR fail-open")
+    broken.close()

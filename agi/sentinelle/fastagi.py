@@ -42,9 +42,9 @@ from datetime import datetime
 from panoramisk.utils import parse_agi_result
 
 from . import agivars, logs
-from .guard import Request, check
-from .policy import Campaign, Config, Professional
-from .rules import SYS_TIMEOUT, Call, Decision, fail_closed
+from .guard import Request, check, fault
+from .policy import Config
+from .rules import SYS_TIMEOUT, Decision
 from .store import Store, StoreBusy, StoreError
 
 log = logging.getLogger("sentinelle.fastagi")
@@ -348,19 +348,10 @@ class FastAgiServer:
                 self._store = None
 
     def _timeout_decision(self, headers: dict[str, str]) -> Decision:
-        name = headers.get("agi_arg_2", "") or "?"
-        try:
-            campaign = self.config.campaign(name)
-            pro = self.config.professional_of(campaign)
-        except Exception:
-            campaign, pro = Campaign(name, "?"), Professional("?")
-        call = Call(dialled=headers.get("agi_arg_1", ""), at=self.clock(), campaign=campaign,
-                    professional=pro)
-        decision = fail_closed(call, SYS_TIMEOUT, "check exceeded server.request_timeout_s",
-                               self.config.policy)
-        logs.event(log, "decision", logging.WARNING, verdict=decision.verdict.value,
-                   rules=list(decision.rules), dialled=call.dialled, source="agi")
-        return decision
+        req = Request(dialled=headers.get("agi_arg_1", ""), at=self.clock(),
+                      campaign=headers.get("agi_arg_2", "") or None, source="agi")
+        return fault(self.config, req, SYS_TIMEOUT, "check exceeded server.request_timeout_s",
+                     logging.WARNING)
 
     async def _answer(self, agi: AgiChannel, d: Decision) -> None:
         """VERDICT goes last: a connection cut half-way never leaves an ALLOW

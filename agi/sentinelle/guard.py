@@ -54,13 +54,31 @@ def check(config: Config, store: Store | None, req: Request,
     except StoreBusy:
         if busy_raises:
             raise
-        decision = fail_closed(_call(config, req, None), SYS_STORE, "store busy", config.policy)
+        return fault(config, req, SYS_STORE, "store busy")
     except Exception as exc:  # the last line of defence on the call path
         log.exception("internal error while checking", extra={"fields": {"dialled": req.dialled}})
-        call = _call(config, req, None)
-        decision = fail_closed(call, SYS_ERROR, f"{type(exc).__name__}: {exc}", config.policy)
+        return fault(config, req, SYS_ERROR, f"{type(exc).__name__}: {exc}")
     _emit(decision, req)
     return decision
+
+
+def fault(config: Config, req: Request, rule: str, reason: str,
+          level: int = logging.INFO) -> Decision:
+    """A decision for a fault of sentinelle's own (SYS-*), logged like any
+    other: blocked, unless the request's campaign opted for fail-open."""
+    decision = fail_closed(resolve_call(config, req), rule, reason, config.policy)
+    _emit(decision, req, level)
+    return decision
+
+
+def resolve_call(config: Config, req: Request) -> Call:
+    """The Call of a request; an unknown campaign becomes a placeholder so
+    that a fail-closed decision can still be built and logged."""
+    try:
+        campaign: Campaign | None = config.campaign(req.campaign)
+    except ConfigError:
+        campaign = None
+    return _call(config, req, campaign)
 
 
 def _check(config: Config, store: Store | None, req: Request, store_error: str | None,
@@ -129,9 +147,9 @@ def _log_only(store: Store | None, decision: Decision, req: Request,
     return decision
 
 
-def _emit(d: Decision, req: Request) -> None:
+def _emit(d: Decision, req: Request, level: int = logging.INFO) -> None:
     logs.event(
-        log, "decision", logging.INFO,
+        log, "decision", level,
         verdict=d.verdict.value, rules=list(d.rules), reasons=list(d.reasons), regime=d.regime,
         notes=list(d.notes),
         campaign=d.campaign, professional=d.professional, dialled=req.dialled,
