@@ -46,8 +46,8 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CACHE, Timer, fmt, percentiles, write_result
 from sentinelle import logs
+from sentinelle.config import parse_config
 from sentinelle.guard import Request, check
-from sentinelle.policy import parse_config
 from sentinelle.store import SCHEMA_VERSION, Store, ts
 
 PARIS = ZoneInfo("Europe/Paris")

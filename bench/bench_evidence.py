@@ -135,8 +135,6 @@ def run_cli(config: Path, *args: str) -> tuple[float, int, str]:
     code = (
         "import sys\n"
         "from sentinelle.cli import main\n"
-        "from sentinelle.evidence_cli import register\n"
-        "register(main)\n"
         "try:\n"
         f"    main({['--config', str(config), *args]!r})\n"
         "except SystemExit as e:\n"

@@ -384,8 +384,8 @@ VARIANTS = {
 
 def apply_variant(names: str) -> None:
     """Experimental monkeypatches, to size a suggested patch (never shipped)."""
-    from sentinelle import agivars
-    from sentinelle.fastagi import FastAgiServer
+    from sentinelle.pbx import channelvars as agivars
+    from sentinelle.pbx.server import FastAgiServer
 
     for name in filter(None, names.split("+")):
         if name not in VARIANTS:
@@ -427,9 +427,9 @@ def apply_variant(names: str) -> None:
 def serve_variant(config_path: str, at: str) -> None:
     """`sentinelle serve` with the experimental patches of $BENCH_SERVE_VARIANT."""
     from sentinelle import logs
-    from sentinelle.clock import parse_instant
-    from sentinelle.policy import load_config
-    from sentinelle.service import run
+    from sentinelle.config import load_config
+    from sentinelle.core.clock import parse_instant
+    from sentinelle.service.serve import run
 
     apply_variant(os.environ.get("BENCH_SERVE_VARIANT", ""))
     logs.setup("INFO")
@@ -445,12 +445,12 @@ def serve_instrumented(config_path: str, at: str, out: str) -> None:
     store thread), queue (submit -> store thread starts), answer (_answer:
     the SET VARIABLE round trips), command (one AGI command round trip).
     $BENCH_SERVE_VARIANT applies experimental patches (see VARIANTS)."""
-    import sentinelle.fastagi as fastagi
+    import sentinelle.pbx.server as fastagi
     from sentinelle import logs
-    from sentinelle.clock import parse_instant
-    from sentinelle.fastagi import AgiChannel, FastAgiServer
-    from sentinelle.policy import load_config
-    from sentinelle.service import run
+    from sentinelle.config import load_config
+    from sentinelle.core.clock import parse_instant
+    from sentinelle.pbx.server import AgiChannel, FastAgiServer
+    from sentinelle.service.serve import run
 
     variant = os.environ.get("BENCH_SERVE_VARIANT", "")
     apply_variant(variant)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinelle.policy import Config, load_config
+from sentinelle.config import Config, load_config
 from sentinelle.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))  # fakeasterisk, pbx helpers

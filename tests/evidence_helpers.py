@@ -14,16 +14,14 @@ from zoneinfo import ZoneInfo
 
 from click.testing import CliRunner
 
-from sentinelle.cli import main
-from sentinelle.evidence_cli import register
+from sentinelle.cli.main import main
+from sentinelle.config import Config
+from sentinelle.core.numbers import parse
 from sentinelle.guard import Request, check
-from sentinelle.numbers import parse
-from sentinelle.policy import Config
 from sentinelle.store import ConsentProof, Store
 
 PARIS = ZoneInfo("Europe/Paris")
 NPV = "0162000000"
-register(main)  # the lead adds these to cli.py; registering twice is harmless
 
 
 def invoker(config_path):

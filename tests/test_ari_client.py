@@ -27,7 +27,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from sentinelle import logs
-from sentinelle.ari import AriClient, Endpoint, redact
+from sentinelle.pbx.ari import AriClient, Endpoint, redact
 
 USER, PASSWORD = "sentinelle", "s3cret-pa55"
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from sentinelle.clock import frozen
-from sentinelle.listener import ALLOWED_EVENTS, Listener, validate
-from sentinelle.policy import Config, ConfigError, load_config
+from sentinelle.config import Config, ConfigError, load_config
+from sentinelle.config import validate_for_listening as validate
+from sentinelle.core.clock import frozen
+from sentinelle.pbx.listener import ALLOWED_EVENTS, Listener
 from sentinelle.store import Store, ts
 from test_ari_client import PASSWORD, USER, FakeAri, wait_until
 
@@ -300,7 +301,7 @@ def test_resync_closes_calls_that_ended_during_the_gap(ari_config: Config, db: S
 
 
 def _client(fake: FakeAri) -> Any:
-    from sentinelle.ari import AriClient
+    from sentinelle.pbx.ari import AriClient
 
     return AriClient(fake.url if fake.port else "http://127.0.0.1:9", USER, PASSWORD, "sentinelle",
                      allowed_events=ALLOWED_EVENTS, transport=fake.transport)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinelle.calendar import (
+from sentinelle.core.calendar import (
     TIMEZONES,
     WINDOWS,
     allowed_at,
@@ -18,7 +18,7 @@ from sentinelle.calendar import (
     local_time,
     next_allowed,
 )
-from sentinelle.numbers import Territory
+from sentinelle.core.numbers import Territory
 
 T = Territory
 PARIS = ZoneInfo("Europe/Paris")

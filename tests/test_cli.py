@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from sentinelle.cli import main
+from sentinelle.cli.main import main
 
 README = Path(__file__).parent.parent / "README.md"
 NPV = "0162000000"

@@ -7,8 +7,8 @@ import multiprocessing as mp
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sentinelle.config import load_config
 from sentinelle.guard import Request, check
-from sentinelle.policy import load_config
 from sentinelle.store import ConsentProof, Store
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from evidence_helpers import PARIS, call, invoker, populate
-from sentinelle.export import COLUMNS
+from sentinelle.evidence.export import COLUMNS
 from sentinelle.store import ConsentProof, Store
 
 DOC = Path(__file__).parent.parent / "README.md"
@@ -143,7 +143,7 @@ def test_consent_proof_and_refusal_exported(config_path, config, store):
 
 def _fill(path: Path, n: int) -> None:
     """n decisions written the way the service writes them, then copied in bulk."""
-    from sentinelle.policy import load_config
+    from sentinelle.config import load_config
 
     config = load_config(str(path.parent / "sentinelle.toml"))
     with Store(path, create=True) as store:
@@ -164,8 +164,6 @@ def _peak_rss_kib(config_path: Path, out: Path) -> tuple[int, int]:
     code = (
         "import sys\n"
         "from sentinelle.cli import main\n"
-        "from sentinelle.evidence_cli import register\n"
-        "register(main)\n"
         "try:\n"
         f"    main(['--config', {str(config_path)!r}, 'export', 'decisions', '--from',"
         f" '2026-01-01', '--to', '2026-12-31', '--format', 'jsonl', '--out', {str(out)!r}])\n"
@@ -194,8 +192,9 @@ def test_export_memory_is_flat(tmp_path, config_path):
 
 
 def test_every_evidence_command_is_documented():
-    from sentinelle.evidence_cli import COMMANDS
+    from sentinelle.cli import evidence
 
     doc = DOC.read_text()
-    for command in COMMANDS:
+    for command in (evidence.export_cmd, evidence.explain_cmd, evidence.report_cmd,
+                    evidence.purge_cmd, evidence.forget_cmd):
         assert f"### sentinelle {command.name}\n" in doc, command.name

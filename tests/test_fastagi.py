@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fakeasterisk import call, headers_for
-from sentinelle.clock import frozen
-from sentinelle.fastagi import FastAgiServer, ascii_safe, is_masked
-from sentinelle.policy import Config
+from sentinelle.config import Config
+from sentinelle.core.clock import frozen
+from sentinelle.pbx.server import FastAgiServer, ascii_safe, is_masked
 from sentinelle.store import ConsentProof, Store
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -304,7 +304,7 @@ def test_serve_checkpoints_the_wal_off_the_check_path(config, tmp_path, monkeypa
     import os
     import signal
 
-    from sentinelle import service
+    from sentinelle.service import serve as service
     from sentinelle.store import Checkpointer
 
     made: list[Checkpointer] = []

@@ -40,16 +40,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sentinelle.fastagi as fastagi
+import sentinelle.pbx.server as fastagi
 from fakeasterisk import headers_for
 from hardening_support import report
-from sentinelle.clock import frozen
-from sentinelle.fastagi import FastAgiServer
+from sentinelle.config import load_config, parse_config
+from sentinelle.core.clock import frozen
+from sentinelle.core.numbers import Kind, NumberError, parse
 from sentinelle.guard import Request, check
 from sentinelle.imports import ImportRejected, bloctel_number, import_bloctel, import_csv
 from sentinelle.logs import JsonFormatter
-from sentinelle.numbers import Kind, NumberError, parse
-from sentinelle.policy import load_config, parse_config
+from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import Store, e164_int
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -37,8 +37,13 @@ from typing import ClassVar
 import pytest
 
 from hardening_support import REPO, Serve, free_port, probe, sentinelle_exe
-from sentinelle.policy import ConfigError, load_config, parse_config, permission_warnings
-from sentinelle.service import validate_for_serving
+from sentinelle.config import (
+    ConfigError,
+    load_config,
+    parse_config,
+    permission_warnings,
+    validate_for_serving,
+)
 
 AGI = REPO / "agi"
 UNIT = REPO / "deploy" / "sentinelle.service"
@@ -97,8 +102,8 @@ def test_peer_matching(peer, allow, ok):
     unparsable is refused."""
     import dataclasses
 
-    from sentinelle.clock import system_clock
-    from sentinelle.fastagi import FastAgiServer
+    from sentinelle.core.clock import system_clock
+    from sentinelle.pbx.server import FastAgiServer
 
     config = parse_config({})
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, allow=allow))

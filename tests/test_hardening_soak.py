@@ -6,7 +6,7 @@ its own connection) over random numbers (metropolitan, Alsace, overseas,
 VoIP, foreign), campaigns of two professionals (prospecting, manual, press,
 service), caller IDs, refusals, late consents, opt-outs and simulated
 instants spanning the fr-2023 -> fr-2026 switch, with attempts recorded out
-of order. Then `sentinelle.invariants` (which shares no decision code with
+of order. Then `sentinelle.evidence.audit` (which shares no decision code with
 `rules`) reads the store and must find zero violations.
 
 Simulated time: a shared frontier advances with every operation. Checks are
@@ -34,10 +34,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hardening_support import report, scaled
+from sentinelle.config import load_config
+from sentinelle.core.numbers import Kind, NumberError, parse
+from sentinelle.evidence.audit import audit, audit_path
 from sentinelle.guard import Request, check
-from sentinelle.invariants import audit, audit_path
-from sentinelle.numbers import Kind, NumberError, parse
-from sentinelle.policy import load_config
 from sentinelle.store import ConsentProof, Store, e164_int, ts
 
 PARIS = ZoneInfo("Europe/Paris")

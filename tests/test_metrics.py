@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from fakeasterisk import call, headers_for
-from sentinelle.metrics import METRIC_NAMES
+from sentinelle.service.metrics import METRIC_NAMES
 
 README = Path(__file__).parent.parent / "README.md"
 EXE = str(Path(sys.executable).parent / "sentinelle")

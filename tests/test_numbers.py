@@ -9,14 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinelle.numbers import (
-    Kind,
-    Number,
-    NumberError,
-    Territory,
-    parse,
-    parse_caller_id,
-)
+from sentinelle.core.numbers import Kind, Number, NumberError, Territory, parse, parse_caller_id
 
 T = Territory
 

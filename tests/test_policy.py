@@ -13,20 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from sentinelle.policy import (
+from sentinelle.config import (
     CONFIG_ENV,
     DEFAULT_CAMPAIGN,
     DEFAULT_PROFESSIONAL,
-    Campaign,
     ConfigError,
-    Dialing,
-    Policy,
-    Purpose,
-    Regime,
     load_config,
     parse_config,
-    regime_for,
 )
+from sentinelle.core.model import Campaign, Dialing, Policy, Purpose, Regime, regime_for
 
 SCHEMA = """
 [store]

@@ -181,8 +181,8 @@ def test_report_figures_match_the_store(tmp_path, config, store):
     professional, outcomes per campaign."""
     from datetime import datetime
 
-    from sentinelle.report import collect
-    from sentinelle.rules import ATTEMPT_WINDOW
+    from sentinelle.core.rules import ATTEMPT_WINDOW
+    from sentinelle.evidence.report import collect
 
     counts = populate(config, store)
     start = datetime.fromisoformat("2026-07-27T00:00:00+02:00")

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from evidence_helpers import NPV, PARIS, call, invoker
-from sentinelle.calendar import allowed_at
-from sentinelle.guard import Request, check
-from sentinelle.numbers import Territory
-from sentinelle.retention import (
+from sentinelle.core.calendar import allowed_at
+from sentinelle.core.numbers import Territory
+from sentinelle.evidence.retention import (
     KEEP_ATTEMPTS,
     KEEP_REFUSALS,
     forget,
@@ -23,6 +22,7 @@ from sentinelle.retention import (
     purge,
     purge_bounds,
 )
+from sentinelle.guard import Request, check
 from sentinelle.store import ConsentProof, Store, StoreError, ts
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -248,8 +248,9 @@ def test_forget_keeps_what_honours_opposition_refusal_and_r30(config, store, con
 
 
 def _allow(config, at):
-    from sentinelle.numbers import parse
-    from sentinelle.rules import Call, History, decide
+    from sentinelle.core.model import Call, History
+    from sentinelle.core.numbers import parse
+    from sentinelle.core.rules import decide
 
     campaign = config.campaign("service")  # always allowed by the rules here...
     call_ = Call("0612345678", at, config.campaign("promo"), config.professional_of(campaign),

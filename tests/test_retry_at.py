@@ -16,9 +16,21 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sentinelle.numbers import NumberError, parse
-from sentinelle.policy import Campaign, Dialing, Policy, Professional, Purpose
-from sentinelle.rules import Bloctel, Call, Consent, Decision, History, Verdict, decide
+from sentinelle.core.model import (
+    Bloctel,
+    Call,
+    Campaign,
+    Consent,
+    Decision,
+    Dialing,
+    History,
+    Policy,
+    Professional,
+    Purpose,
+    Verdict,
+)
+from sentinelle.core.numbers import NumberError, parse
+from sentinelle.core.rules import decide
 
 PARIS = ZoneInfo("Europe/Paris")
 REUNION = ZoneInfo("Indian/Reunion")

@@ -14,20 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import logs
-from .numbers import Kind, Number, NumberError, parse
-from .policy import Campaign, Config, ConfigError, Professional
-from .rules import (
-    SYS_CONFIG,
-    SYS_ERROR,
-    SYS_STORE,
-    Call,
-    Decision,
-    History,
-    decide,
-    fail_closed,
-)
-from .store import Store, StoreBusy, StoreError
+from sentinelle import logs
+from sentinelle.config import Config, ConfigError
+from sentinelle.core.model import Call, Campaign, Decision, History, Professional
+from sentinelle.core.numbers import Kind, Number, NumberError, parse
+from sentinelle.core.rules import SYS_CONFIG, SYS_ERROR, SYS_STORE, decide, fail_closed
+from sentinelle.store import Store, StoreBusy, StoreError
 
 log = logging.getLogger("sentinelle.decision")
 

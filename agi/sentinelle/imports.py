@@ -21,11 +21,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .clock import parse_instant
-from .numbers import _OVERSEAS as _PLAN_OVERSEAS  # the one table of overseas prefixes
-from .numbers import Kind, NumberError, parse
-from .policy import Config, ConfigError
-from .store import BLOCTEL_BATCH, ConsentProof, Store, e164_int
+from sentinelle.config import Config, ConfigError
+from sentinelle.core.clock import parse_instant
+from sentinelle.core.numbers import _OVERSEAS as _PLAN_OVERSEAS  # the one table of overseas prefixes
+from sentinelle.core.numbers import Kind, NumberError, parse
+from sentinelle.store import BLOCTEL_BATCH, ConsentProof, Store, e164_int
 
 MAX_REPORTED = 20
 _NUMBER_COLUMNS = ("number", "numero", "numéro", "phone", "telephone", "téléphone", "e164", "msisdn")

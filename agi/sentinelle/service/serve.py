@@ -9,48 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import logs
-from .clock import frozen, system_clock
-from .fastagi import FastAgiServer
-from .policy import Config, ConfigError, permission_warnings
-from .store import Checkpointer, Store
+from sentinelle import logs
+from sentinelle.config import Config, permission_warnings, validate_for_serving
+from sentinelle.core.clock import frozen, system_clock
+from sentinelle.pbx.server import FastAgiServer
+from sentinelle.store import Checkpointer, Store
 
 if TYPE_CHECKING:
-    from .listener import Listener
+    from sentinelle.pbx.listener import Listener
 
 log = logging.getLogger("sentinelle.service")
 
 # The WAL checkpoint runs here, beside the checks, never inside one.
 CHECKPOINT_INTERVAL_S = 1.0
 WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
-
-
-def validate_for_serving(config: Config) -> None:
-    """Refuse an exposed listener without an allow list: a FastAGI port open
-    to the network would let anyone probe the lists and burn attempts."""
-    host = config.server.host
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback and not config.server.allow:
-        raise ConfigError("server.allow", f"listen address {config.server.listen} is not loopback: "
-                                          "list the PBX addresses allowed to connect")
-    for entry in config.server.allow:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            raise ConfigError("server.allow", f"not an address or network: {entry!r}") from None
-    if config.ari.url:
-        from .listener import validate  # local: the ARI client is not needed otherwise
-
-        validate(config)
 
 
 def warn_permissions(config: Config) -> None:
@@ -68,7 +45,7 @@ async def run(config: Config, at: datetime | None = None,
     clock = frozen(at) if at else system_clock
     metrics = None
     if config.metrics.listen:
-        from .metrics import Metrics  # local: prometheus-client only when enabled
+        from sentinelle.service.metrics import Metrics  # local: prometheus-client only when enabled
 
         metrics = Metrics(config, clock)
     # The check connection never checkpoints (a checkpoint inside a committing
@@ -90,7 +67,7 @@ async def run(config: Config, at: datetime | None = None,
     listener: Listener | None = None
     listening: asyncio.Task[None] | None = None
     if config.ari.url:
-        from .listener import Listener
+        from sentinelle.pbx.listener import Listener
 
         listener = Listener(config, clock)
         listening = asyncio.create_task(listener.run(), name="sentinelle-ari")
@@ -119,3 +96,18 @@ async def run(config: Config, at: datetime | None = None,
     logs.event(log, "stopped", checkpoints=checkpointer.runs,
                wal_truncations=checkpointer.truncations,
                checkpoint_errors=checkpointer.errors, **server.stats.decisions)
+
+
+async def run_listener(config: Config, at: datetime | None = None) -> None:
+    """`sentinelle listen`: the ARI listener alone, until SIGTERM/SIGINT."""
+    from sentinelle.pbx.listener import run as listen  # local: the ARI client only when used
+
+    warn_permissions(config)
+    sc = config.store
+    Store(sc.path, create=True, busy_timeout_ms=sc.busy_timeout_ms).close()  # schema ready
+    task = asyncio.create_task(listen(config, frozen(at) if at else None))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

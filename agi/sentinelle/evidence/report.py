@@ -35,11 +35,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import __version__, calendar
-from .numbers import NumberError, Territory, parse
-from .policy import Config, Purpose
-from .rules import ATTEMPT_WINDOW, MAX_ATTEMPTS, RULES
-from .store import Store, ts
+from sentinelle import __version__
+from sentinelle.config import Config
+from sentinelle.core import calendar
+from sentinelle.core.model import Purpose
+from sentinelle.core.numbers import NumberError, Territory, parse
+from sentinelle.core.rules import ATTEMPT_WINDOW, MAX_ATTEMPTS, RULES
+from sentinelle.store import Store, ts
 
 PARIS = ZoneInfo("Europe/Paris")
 OUTCOMES = ("answered", "busy", "no-answer", "failed", "unknown", "erased", "")

@@ -9,14 +9,17 @@ instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from sentinelle.core.model import Campaign, Dialing, Policy, Professional, Purpose, Regime
 
 CONFIG_ENV = "SENTINELLE_CONFIG"
 DEFAULT_CONFIG_NAME = "sentinelle.toml"
@@ -29,82 +32,6 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"config key '{key}': {message}")
         self.key = key
-
-
-class Purpose(StrEnum):
-    PROSPECTING = "prospecting"
-    SERVICE = "service"
-    PRESS = "press"
-    B2B = "b2b"
-
-    @property
-    def is_consumer_prospecting(self) -> bool:
-        """`press` is still prospecting (hours, frequency, refusal apply); it
-        is only exempt from the Bloctel / consent gate (R-10, R-11)."""
-        return self in (Purpose.PROSPECTING, Purpose.PRESS)
-
-
-class Dialing(StrEnum):
-    AUTOMATED = "automated"
-    MANUAL = "manual"
-
-
-class Regime(StrEnum):
-    FR_2023 = "fr-2023"
-    FR_2026 = "fr-2026"
-
-
-# The date a regime starts is data (RULES.md "Regimes"): kept here, in order.
-REGIME_STARTS: tuple[tuple[Regime, date], ...] = (
-    (Regime.FR_2023, date(2023, 3, 1)),
-    (Regime.FR_2026, date(2026, 8, 11)),
-)
-
-
-def regime_for(day: date) -> Regime:
-    """The regime in force on `day` (a Europe/Paris calendar date).
-
-    Dates before the first known regime get the earliest one: an older
-    regime is never more permissive than fr-2023 for our purposes.
-    """
-    current = REGIME_STARTS[0][0]
-    for regime, start in REGIME_STARTS:
-        if day >= start:
-            current = regime
-    return current
-
-
-@dataclass(frozen=True, slots=True)
-class Professional:
-    """The company on whose behalf calls are made: limits are counted per
-    professional, not per campaign (RULES.md "Scope")."""
-
-    name: str
-    caller_ids: frozenset[str] = frozenset()  # E.164, operator-authorised (R-42 manual)
-    technical_caller_ids: frozenset[str] = frozenset()  # explicit R-43 authorisations
-
-
-@dataclass(frozen=True, slots=True)
-class Campaign:
-    name: str
-    professional: str
-    purpose: Purpose = Purpose.PROSPECTING
-    dialing: Dialing = Dialing.AUTOMATED
-    fail_open: bool = False  # on internal error: closed (block) unless the admin opts out
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    regime: str = "auto"  # "auto" or a Regime value
-    consent_max_age_days: int = 365  # R-11, unverified 2026 decree: cautious default
-    foreign: str = "block"  # R-02
-    outside_prefix: str = ""  # outside-line prefix stripped from dialled numbers
-    cautious_alsace: bool = True  # R-21: unknown department -> also Alsace-Moselle days
-    bloctel_max_age_days: int = 30  # R-10 staleness
-    retention_days: int = 3 * 365  # evidence retention
-
-    def regime_on(self, day: date) -> Regime:
-        return regime_for(day) if self.regime == "auto" else Regime(self.regime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +78,7 @@ class StoreConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     store: StoreConfig = StoreConfig()
-    policy: Policy = Policy()
+    policy: Policy = field(default_factory=Policy)
     professionals: Mapping[str, Professional] = field(default_factory=dict)
     campaigns: Mapping[str, Campaign] = field(default_factory=dict)
     server: ServerConfig = ServerConfig()
@@ -271,7 +198,7 @@ def _strings(table: _Table, prefix: str, key: str) -> tuple[str, ...]:
 
 
 def _numbers(table: _Table, prefix: str, key: str) -> frozenset[str]:
-    from .numbers import NumberError, parse_caller_id  # local: numbers is heavier to import
+    from sentinelle.core.numbers import NumberError, parse_caller_id  # local: numbers is heavier to import
 
     values = _get(table, prefix, key, list, [])
     out = set()
@@ -459,3 +386,55 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         if not host or not port.isdigit() or not 0 < int(port) <= 65535:
             raise ConfigError("metrics.listen", f"must be HOST:PORT, got {metrics.listen!r}")
     return Config(store, policy, professionals, campaigns, server, ari, metrics, source)
+
+
+# -- what `serve` and `listen` need beyond a well-formed file -----------------
+
+_DTMF = re.compile(r"^[0-9*#A-D]{1,16}$")
+_APP = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def validate_for_serving(config: Config) -> None:
+    """Refuse an exposed listener without an allow list: a FastAGI port open
+    to the network would let anyone probe the lists and burn attempts."""
+    host = config.server.host
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not config.server.allow:
+        raise ConfigError("server.allow", f"listen address {config.server.listen} is not loopback: "
+                                          "list the PBX addresses allowed to connect")
+    for entry in config.server.allow:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError("server.allow", f"not an address or network: {entry!r}") from None
+    if config.ari.url:
+        validate_for_listening(config)
+
+
+def validate_for_listening(config: Config) -> None:
+    """Refuse an ARI config the listener cannot honour (exit 2 at start-up):
+    a listener that silently never connects loses every refusal."""
+    ari = config.ari
+    if not ari.url:
+        raise ConfigError("ari.url", "empty: the ARI listener is disabled")
+    if not _DTMF.match(ari.refusal_dtmf):
+        raise ConfigError("ari.refusal_dtmf",
+                          f"must be 1-16 DTMF digits (0-9 * # A-D), got {ari.refusal_dtmf!r}")
+    if ari.dtmf_gap_s <= 0:
+        raise ConfigError("ari.dtmf_gap_s", f"must be > 0, got {ari.dtmf_gap_s!r}")
+    if not ari.user:
+        raise ConfigError("ari.user", "required with ari.url")
+    if not ari.app or not _APP.match(ari.app):
+        raise ConfigError("ari.app", f"must be a plain name, got {ari.app!r}")
+    try:
+        parts = urlsplit(ari.url.strip())
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError("ari.url", "must be http(s)://host[:port][/ari]")
+

@@ -21,21 +21,20 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import calendar
-from .guard import Request, check
-from .numbers import Kind, Number
-from .policy import Config
-from .rules import (
+from sentinelle.config import Config
+from sentinelle.core import calendar
+from sentinelle.core.model import Decision, History
+from sentinelle.core.numbers import Kind, Number
+from sentinelle.core.rules import (
     ATTEMPT_WINDOW,
     MAX_ATTEMPTS,
     REFUSAL_SILENCE,
     RULES,
-    Decision,
-    History,
     regime_of,
     valid_consent,
 )
-from .store import Store, from_ts
+from sentinelle.guard import Request, check
+from sentinelle.store import Store, from_ts
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -37,8 +37,8 @@ from urllib.request import pathname2url
 
 import sqlite_utils
 
-from . import logs
-from .rules import Bloctel, Consent, Decision, History
+from sentinelle import logs
+from sentinelle.core.model import Bloctel, Consent, Decision, History
 
 SCHEMA_VERSION = 2  # v2: attempts.disposition (ARI listener)
 HISTORY_HORIZON = timedelta(days=62)  # covers R-30 (30 d) and R-31 (60 d) with DST slack

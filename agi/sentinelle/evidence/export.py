@@ -28,8 +28,8 @@ from functools import lru_cache
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from . import calendar
-from .numbers import NumberError, parse
+from sentinelle.core import calendar
+from sentinelle.core.numbers import NumberError, parse
 
 PARIS = ZoneInfo("Europe/Paris")
 FORMATS = ("csv", "jsonl")

@@ -1,13 +1,8 @@
 """CLI commands for evidence: export, explain, report, purge, forget.
 
-Kept apart from cli.py so that the command line stays readable and the
-evidence work can evolve without touching the call path; `register(main)`
-adds them to the `sentinelle` group. They take the same `Ctx` as cli.py and
-follow its exit-code contract (0 success, 1 store error, 2 usage/config).
-
-cli.py's helpers are imported inside the functions, never at module level:
-cli.py imports this module to register the commands, and a module-level
-import back would fail whenever this module happens to be imported first.
+Kept apart from the facts and decision commands: these read the store to
+show an auditor what happened, and they are the heaviest (matplotlib for
+the report), so their modules are imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -19,39 +14,17 @@ import sys
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from .clock import PARIS, parse_instant, system_clock
-from .numbers import parse
-from .policy import ConfigError
-from .retention import DEFAULT_BATCH
-
-if TYPE_CHECKING:
-    from .cli import Ctx
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    from .cli import fail as cli_fail
-
-    cli_fail(message, code)
-
-
-class Instant(click.ParamType):
-    """cli.py's ISO 8601 type (naive = Europe/Paris), resolved when used."""
-
-    name = "ISO8601"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> datetime:
-        from .cli import INSTANT
-
-        return INSTANT.convert(value, param, ctx)
-
-
-INSTANT = Instant()
+from sentinelle.cli.common import EXIT_BLOCK, INSTANT, Ctx, e164_of, fail, store_errors
+from sentinelle.config import ConfigError
+from sentinelle.core.clock import parse_instant, system_clock
+from sentinelle.core.model import PARIS
+from sentinelle.core.numbers import parse
+from sentinelle.evidence.retention import DEFAULT_BATCH
 
 
 class Bound(click.ParamType):
@@ -131,8 +104,7 @@ def export_cmd(ctx: Ctx, table: str, start: date | datetime, end: date | datetim
                campaign: str | None, fmt: str, out: str, zone_name: str) -> None:
     """Stream decisions, attempts, refusals or consents of a period as CSV or
     JSONL (stable columns, ISO 8601 times with offset; see README.md, "Evidence")."""
-    from .cli import store_errors
-    from .export import export
+    from sentinelle.evidence.export import export
 
     lo, hi = period(start, end)
     zone = _zone(zone_name)
@@ -169,8 +141,7 @@ def _zone(name: str) -> tzinfo:
 def explain_cmd(ctx: Ctx, number: str, at: datetime | None, campaign: str | None,
                 caller_id: str | None, as_json: bool) -> None:
     """Timeline of one callee and the decision that would be taken now, in words."""
-    from .cli import e164_of, store_errors
-    from .explain import explain, render
+    from sentinelle.evidence.explain import explain, render
 
     config = ctx.config
     e164 = e164_of(number, ctx)
@@ -200,8 +171,7 @@ def explain_cmd(ctx: Ctx, number: str, at: datetime | None, campaign: str | None
 def report_cmd(ctx: Ctx, start: date | datetime, end: date | datetime, campaign: str | None,
                out: Path) -> None:
     """Write a self-contained HTML compliance report with charts."""
-    from .cli import store_errors
-    from .report import write_report
+    from sentinelle.evidence.report import write_report
 
     lo, hi = period(start, end)
     if campaign is not None:
@@ -223,8 +193,7 @@ def report_cmd(ctx: Ctx, start: date | datetime, end: date | datetime, campaign:
 @click.pass_obj
 def purge_cmd(ctx: Ctx, older_than: str | None, batch: int, dry_run: bool) -> None:
     """Delete records past retention, in small batches, while the service runs."""
-    from .cli import store_errors
-    from .retention import parse_duration, purge, purge_bounds
+    from sentinelle.evidence.retention import parse_duration, purge, purge_bounds
 
     policy = ctx.config.policy
     try:
@@ -255,8 +224,7 @@ def forget_cmd(ctx: Ctx, number: str, yes: bool, as_json: bool) -> None:
     """Erasure request: delete this number's personal data, keeping only the
     minimal records that honour an opposition (R-12) or refusal (R-31) and
     the R-30 count (see README.md, "Evidence")."""
-    from .cli import EXIT_BLOCK, e164_of, store_errors
-    from .retention import forget
+    from sentinelle.evidence.retention import forget
 
     e164 = e164_of(number, ctx)
     if not yes and not click.confirm(f"Erase the personal data held on {e164}?"):
@@ -276,14 +244,4 @@ def forget_cmd(ctx: Ctx, number: str, yes: bool, as_json: bool) -> None:
                    "leave the -wal file at the next checkpoint", err=True)
 
 
-COMMANDS = (export_cmd, explain_cmd, report_cmd, purge_cmd, forget_cmd)
 
-
-def register(group: click.Group) -> None:
-    """Add the evidence commands to the `sentinelle` group (idempotent)."""
-    for command in COMMANDS:
-        if command.name not in group.commands:
-            group.add_command(command)
-
-
-__all__ = ["COMMANDS", "period", "register"]

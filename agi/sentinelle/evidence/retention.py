@@ -35,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .numbers import NumberError, parse
-from .rules import ATTEMPT_WINDOW, REFUSAL_SILENCE
-from .store import HISTORY_HORIZON, Store
+from sentinelle.core.numbers import NumberError, parse
+from sentinelle.core.rules import ATTEMPT_WINDOW, REFUSAL_SILENCE
+from sentinelle.store import HISTORY_HORIZON, Store
 
 PURGE_TABLES = tuple(table for table, _ in Store.PURGE_WHERE)
 # Rules read this far back: a shorter retention would let calls through.

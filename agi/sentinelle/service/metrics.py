@@ -19,15 +19,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from . import logs
-from .clock import PARIS
-from .policy import Config
-from .rules import Decision
-from .store import Store, StoreError
+from sentinelle import logs
+from sentinelle.config import Config
+from sentinelle.core.model import PARIS, Decision
+from sentinelle.store import Store, StoreError
 
 if TYPE_CHECKING:
-    from .fastagi import FastAgiServer
-    from .listener import Listener
+    from sentinelle.pbx.listener import Listener
+    from sentinelle.pbx.server import FastAgiServer
 
 log = logging.getLogger("sentinelle.metrics")
 

@@ -41,11 +41,13 @@ from datetime import datetime
 
 from panoramisk.utils import parse_agi_result
 
-from . import agivars, logs
-from .guard import Request, check, fault
-from .policy import Config
-from .rules import SYS_TIMEOUT, Decision
-from .store import Store, StoreBusy, StoreError
+from sentinelle import logs
+from sentinelle.config import Config
+from sentinelle.core.model import Decision
+from sentinelle.core.rules import SYS_TIMEOUT
+from sentinelle.guard import Request, check, fault
+from sentinelle.pbx import channelvars as agivars
+from sentinelle.store import Store, StoreBusy, StoreError
 
 log = logging.getLogger("sentinelle.fastagi")
 

@@ -45,11 +45,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from . import agivars, logs
-from .ari import AriClient, Event
-from .clock import Clock
-from .policy import Config, ConfigError
-from .store import Store, StoreError
+from sentinelle import logs
+from sentinelle.config import Config, validate_for_listening
+from sentinelle.core.clock import Clock
+from sentinelle.pbx import channelvars as agivars
+from sentinelle.pbx.ari import AriClient, Event
+from sentinelle.store import Store, StoreError
 
 log = logging.getLogger("sentinelle.listener")
 
@@ -74,26 +75,6 @@ _DTMF = re.compile(r"^[0-9*#A-D]{1,16}$")
 RESYNC_MARGIN = timedelta(seconds=5)
 STORE_RETRIES = 3
 PROBE_CONCURRENCY = 8
-
-
-def validate(config: Config) -> None:
-    """Refuse an ARI config the listener cannot honour (exit 2 at start-up)."""
-    ari = config.ari
-    if not ari.url:
-        raise ConfigError("ari.url", "empty: the ARI listener is disabled")
-    if not _DTMF.match(ari.refusal_dtmf):
-        raise ConfigError("ari.refusal_dtmf",
-                          f"must be 1-16 DTMF digits (0-9 * # A-D), got {ari.refusal_dtmf!r}")
-    if ari.dtmf_gap_s <= 0:
-        raise ConfigError("ari.dtmf_gap_s", f"must be > 0, got {ari.dtmf_gap_s!r}")
-    if not ari.user:
-        raise ConfigError("ari.user", "required with ari.url")
-    if not ari.app or not re.match(r"^[A-Za-z0-9_.-]+$", ari.app):
-        raise ConfigError("ari.app", f"must be a plain name, got {ari.app!r}")
-    try:
-        AriClient(ari.url, ari.user, ari.password, ari.app)
-    except ValueError as exc:
-        raise ConfigError("ari.url", str(exc)) from None
 
 
 @dataclass
@@ -164,7 +145,7 @@ class Listener:
 
     def __init__(self, config: Config, clock: Clock | None = None, *,
                  client: AriClient | None = None) -> None:
-        validate(config)
+        validate_for_listening(config)
         ari = config.ari
         self.config = config
         self.code = ari.refusal_dtmf

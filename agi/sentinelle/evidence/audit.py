@@ -50,9 +50,10 @@ from pathlib import Path
 from urllib.request import pathname2url
 from zoneinfo import ZoneInfo
 
-from . import calendar
-from .numbers import Number, NumberError, parse
-from .policy import Config, Policy, Purpose, Regime
+from sentinelle.config import Config
+from sentinelle.core import calendar
+from sentinelle.core.model import Policy, Purpose, Regime
+from sentinelle.core.numbers import Number, NumberError, parse
 
 PARIS = ZoneInfo("Europe/Paris")
 MAX_ATTEMPTS = 4

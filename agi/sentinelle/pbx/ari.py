@@ -40,7 +40,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from . import logs
+from sentinelle import logs
 
 log = logging.getLogger("sentinelle.ari")
 # websockets logs handshake headers (Authorization included) at DEBUG: give it

@@ -12,17 +12,24 @@ caused by sentinelle itself is never mistaken for a legal finding.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from . import calendar
-from .numbers import Kind, Number, NumberError, parse_caller_id
-from .policy import Campaign, Dialing, Policy, Professional, Purpose, Regime
-
-PARIS = ZoneInfo("Europe/Paris")
+from sentinelle.core import calendar
+from sentinelle.core.model import (
+    PARIS,
+    Call,
+    Consent,
+    Decision,
+    Dialing,
+    History,
+    Policy,
+    Purpose,
+    Regime,
+    Verdict,
+)
+from sentinelle.core.numbers import Kind, Number, NumberError, parse_caller_id
 
 MAX_ATTEMPTS = 4  # R-30
 ATTEMPT_WINDOW = timedelta(days=30)  # R-30, calendar days in the callee's time
@@ -63,106 +70,6 @@ RULES: dict[str, str] = {
     SYS_TIMEOUT: "sentinelle: the check did not finish in time (fail closed)",
     SYS_ERROR: "sentinelle: internal error (fail closed)",
 }
-
-
-class Verdict(StrEnum):
-    ALLOW = "allow"
-    BLOCK = "block"
-
-
-@dataclass(frozen=True, slots=True)
-class Consent:
-    """Proof of consent (R-11) and, with a slot, of R-22 outside-hours consent."""
-
-    given_at: datetime
-    source: str = ""
-    revoked_at: datetime | None = None
-    slot_from: datetime | None = None
-    slot_until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Bloctel:
-    """The professional's current Bloctel snapshot and where the callee stands in it."""
-
-    snapshot_date: date
-    kind: str  # "opposed": list of opposed numbers; "cleaned": list of callable numbers
-    listed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class History:
-    """What the store knows of one (professional, callee), read at decision time."""
-
-    attempts: tuple[datetime, ...] = ()
-    refusals: tuple[datetime, ...] = ()
-    consents: tuple[Consent, ...] = ()
-    contract: bool = False
-    opted_out: bool = False
-    bloctel: Bloctel | None = None
-    department: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    dialled: str
-    at: datetime
-    campaign: Campaign
-    professional: Professional
-    caller_id: str | None = None
-    masked: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    verdict: Verdict
-    rules: tuple[str, ...]
-    reasons: tuple[str, ...]
-    regime: str
-    at: datetime
-    callee: Number | None = None
-    local_time: datetime | None = None
-    retry_at: datetime | None = None
-    counts: bool = False  # an allowed call that is recorded as an R-30 attempt
-    notes: tuple[str, ...] = ()  # rules that applied without blocking (R-00, R-22...)
-    campaign: str = ""
-    professional: str = ""
-    dialled: str = ""
-    caller_id: str | None = None
-    attempt_id: int | None = field(default=None, compare=False)
-
-    @property
-    def allowed(self) -> bool:
-        return self.verdict is Verdict.ALLOW
-
-    def to_dict(self) -> dict[str, Any]:
-        callee = None
-        if self.callee is not None:
-            callee = {
-                "e164": self.callee.e164,
-                "territory": self.callee.territory.value if self.callee.territory else None,
-                "kind": self.callee.kind.value,
-                "timezone": (
-                    calendar.TIMEZONES[self.callee.territory].key if self.callee.territory else None
-                ),
-                "local_time": self.local_time.isoformat() if self.local_time else None,
-            }
-        return {
-            "verdict": self.verdict.value,
-            "rules": list(self.rules),
-            "reasons": list(self.reasons),
-            "regime": self.regime,
-            "at": self.at.isoformat(),
-            "retry_at": self.retry_at.isoformat() if self.retry_at else None,
-            "callee": callee,
-            "campaign": self.campaign,
-            "professional": self.professional,
-            "dialled": self.dialled,
-            "caller_id": self.caller_id,
-            "counts": self.counts,
-            "notes": list(self.notes),
-            "attempt_id": self.attempt_id,
-        }
 
 
 @dataclass(frozen=True, slots=True)

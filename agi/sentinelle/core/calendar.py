@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from sentinelle.numbers import Territory
+from sentinelle.core.numbers import Territory
 
 __all__ = [
     "TIMEZONES",

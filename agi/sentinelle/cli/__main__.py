@@ -1,0 +1,5 @@
+"""`python -m sentinelle.cli`."""
+
+from sentinelle.cli.main import main
+
+main()

@@ -1,0 +1,105 @@
+"""What every command shares: the lazily loaded config and store, the exit
+codes, the instant and day parameter types, and the number argument.
+
+Exit codes are a contract other tools rely on: `check` exits 0 on allow, 1
+on block, 2 on a usage or config error.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any, NoReturn
+
+import click
+
+from sentinelle.config import Config, ConfigError, load_config
+from sentinelle.core.clock import parse_instant
+from sentinelle.core.numbers import Kind, NumberError, parse
+from sentinelle.store import Store, StoreError
+
+EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE = 0, 1, 2
+
+
+class Ctx:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.config_path)
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._config
+
+    def store(self, create: bool = True) -> Store:
+        c = self.config.store
+        return Store(c.path, create=create, busy_timeout_ms=c.busy_timeout_ms,
+                     synchronous=c.synchronous)
+
+    def professional(self, campaign: str | None) -> str:
+        try:
+            return self.config.campaign(campaign).professional
+        except ConfigError as exc:
+            fail(str(exc))
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    try:
+        yield
+    except StoreError as exc:
+        fail(str(exc), EXIT_BLOCK)
+
+
+class Instant(click.ParamType):
+    name = "ISO8601"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_instant(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 instant (e.g. 2026-12-01T10:30:00+01:00)",
+                      param, ctx)
+
+
+class Day(click.ParamType):
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        try:
+            return value if isinstance(value, date) else date.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a date (YYYY-MM-DD)", param, ctx)
+
+
+INSTANT = Instant()
+DAY = Day()
+
+
+def e164_of(raw: str, ctx: Ctx) -> str:
+    """Numbers typed by admins go through the same parser as dialled ones."""
+    try:
+        number = parse(raw, ctx.config.policy.outside_prefix)
+    except NumberError as exc:
+        fail(str(exc))
+    if number.kind is Kind.SHORT:
+        fail(f"{raw!r} is an emergency/short number (R-00): nothing to record")
+    return number.e164
+
+
+def campaign_option(required: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--campaign", required=required, metavar="NAME",
+                        help="Campaign; resolves to its professional.")

@@ -1,0 +1,167 @@
+"""Facts an admin records by hand (refusals, consents, contracts, the internal
+opposition list) and reads back (`history`, `init`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import click
+
+from sentinelle.cli.common import (
+    INSTANT,
+    Ctx,
+    campaign_option,
+    e164_of,
+    fail,
+    store_errors,
+)
+from sentinelle.core.clock import system_clock
+from sentinelle.store import ConsentProof
+
+
+@click.group()
+def refusal() -> None:
+    """Refusals expressed during a call (R-31)."""
+
+
+@refusal.command("add")
+@click.argument("number")
+@campaign_option()
+@click.option("--at", type=INSTANT, help="When the callee refused (default now).")
+@click.option("--attempt", type=int, help="Attempt id, makes the refusal idempotent per call.")
+@click.pass_obj
+def refusal_add(ctx: Ctx, number: str, campaign: str, at: datetime | None,
+                attempt: int | None) -> None:
+    """Record a refusal: 60 days of silence (R-31); under fr-2026 it revokes consent."""
+    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    with store_errors(), ctx.store() as store:
+        new = store.add_refusal(pro, campaign, e164, at or system_clock(), "cli", attempt)
+    click.echo(f"refusal {'recorded' if new else 'already recorded'}: {e164} ({pro})")
+
+
+@click.group()
+def consent() -> None:
+    """Prior consent with its proof (R-11) and outside-hours slots (R-22)."""
+
+
+@consent.command("add")
+@click.argument("number")
+@campaign_option()
+@click.option("--source", required=True, help="Where the consent comes from (form, call...).")
+@click.option("--at", type=INSTANT, help="When it was given (default now).")
+@click.option("--channel", default="", help="web, paper, phone, email...")
+@click.option("--wording", default="", help="Wording or its version.")
+@click.option("--evidence", default="", help="Reference of the stored evidence.")
+@click.option("--slot-from", type=INSTANT, help="R-22: may be called from (outside hours).")
+@click.option("--slot-until", type=INSTANT, help="R-22: ... until (exclusive).")
+@click.pass_obj
+def consent_add(ctx: Ctx, number: str, campaign: str, source: str, at: datetime | None,
+                channel: str, wording: str, evidence: str, slot_from: datetime | None,
+                slot_until: datetime | None) -> None:
+    """Record a consent and its proof."""
+    if (slot_from is None) != (slot_until is None):
+        fail("--slot-from and --slot-until go together")
+    if slot_from and slot_until and slot_until <= slot_from:
+        fail("--slot-until must be after --slot-from")
+    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    proof = ConsentProof(source=source, given_at=at or system_clock(), channel=channel,
+                         wording=wording, evidence_ref=evidence, slot_from=slot_from,
+                         slot_until=slot_until)
+    with store_errors(), ctx.store() as store:
+        cid = store.add_consent(pro, e164, proof)
+    click.echo(f"consent #{cid} recorded: {e164} ({pro})")
+
+
+@consent.command("revoke")
+@click.argument("number")
+@campaign_option()
+@click.option("--at", type=INSTANT, help="When it was revoked (default now).")
+@click.pass_obj
+def consent_revoke(ctx: Ctx, number: str, campaign: str, at: datetime | None) -> None:
+    """Revoke every consent of this callee for this professional."""
+    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    with store_errors(), ctx.store() as store:
+        n = store.revoke_consent(pro, e164, at or system_clock())
+    click.echo(f"{n} consent(s) revoked: {e164} ({pro})")
+
+
+@click.group()
+def contract() -> None:
+    """Contracts in progress (exception to R-10/R-11)."""
+
+
+@contract.command("add")
+@click.argument("number")
+@campaign_option()
+@click.option("--product", default="", help="The product under contract.")
+@click.pass_obj
+def contract_add(ctx: Ctx, number: str, campaign: str, product: str) -> None:
+    """Record a contract in progress with this callee."""
+    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    with store_errors(), ctx.store() as store:
+        store.add_contract(pro, e164, product)
+    click.echo(f"contract recorded: {e164} ({pro})")
+
+
+@click.group()
+def optout() -> None:
+    """The professional's internal opposition list (R-12)."""
+
+
+@optout.command("add")
+@click.argument("number")
+@campaign_option()
+@click.pass_obj
+def optout_add(ctx: Ctx, number: str, campaign: str) -> None:
+    """Never call this number again for this professional (R-12)."""
+    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    with store_errors(), ctx.store() as store:
+        new = store.set_optout(pro, e164, True)
+    click.echo(f"{e164} {'added to' if new else 'already on'} the opposition list of {pro}")
+
+
+@optout.command("remove")
+@click.argument("number")
+@campaign_option()
+@click.pass_obj
+def optout_remove(ctx: Ctx, number: str, campaign: str) -> None:
+    """Remove a number from the internal opposition list (admin decision)."""
+    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    with store_errors(), ctx.store() as store:
+        gone = store.set_optout(pro, e164, False)
+    click.echo(f"{e164} {'removed from' if gone else 'was not on'} the opposition list of {pro}")
+
+
+
+
+
+@click.command("history")
+@click.argument("number")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_obj
+def history_cmd(ctx: Ctx, number: str, as_json: bool) -> None:
+    """Attempts, refusals, consents and decisions recorded for one callee."""
+    e164 = e164_of(number, ctx)
+    with store_errors(), ctx.store(create=False) as store:
+        timeline = store.timeline(e164)
+    if as_json:
+        click.echo(json.dumps({"e164": e164, **timeline}, ensure_ascii=False))
+        return
+    click.echo(f"history of {e164}")
+    for name, rows in timeline.items():
+        click.echo(f"{name}: {len(rows)}")
+        for row in rows:
+            keep = {k: v for k, v in row.items() if v not in (None, "") and k != "inputs"}
+            click.echo("  " + ", ".join(f"{k}={v}" for k, v in keep.items()))
+
+
+
+
+@click.command("init")
+@click.pass_obj
+def init_cmd(ctx: Ctx) -> None:
+    """Create the store (schema) if it does not exist yet."""
+    with store_errors(), ctx.store(create=True) as store:
+        click.echo(f"store ready: {store.path}")

@@ -1,0 +1,103 @@
+"""`import`: all-or-nothing loads of Bloctel snapshots and CSV files.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sentinelle.cli.common import (
+    DAY,
+    EXIT_BLOCK,
+    Ctx,
+    campaign_option,
+    fail,
+    store_errors,
+)
+from sentinelle.config import ConfigError
+from sentinelle.core.clock import system_clock
+from sentinelle.imports import ImportRejected, import_bloctel, import_csv
+
+
+@click.group("import")
+def import_group() -> None:
+    """All-or-nothing imports (a bad line aborts with its number)."""
+
+
+def _progress_bar(total: int, label: str) -> Any:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    progress = Progress(f"[bold]{label}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        TimeRemainingColumn(), disable=not sys.stderr.isatty(),
+                        console=None, transient=False)
+    return progress
+
+
+def _report(result_count: int, skipped: list[Any], what: str) -> None:
+    click.echo(f"imported {result_count} {what}")
+    if skipped:
+        click.echo(f"skipped {len(skipped)} invalid line(s):", err=True)
+        for err in skipped[:20]:
+            click.echo(f"  {err}", err=True)
+
+
+@import_group.command("bloctel")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@campaign_option()
+@click.option("--date", "snapshot_date", type=DAY, required=True, help="Date of the Bloctel answer.")
+@click.option("--kind", type=click.Choice(["opposed", "cleaned"]), default="opposed",
+              show_default=True, help="opposed: numbers to block; cleaned: numbers callable.")
+@click.option("--skip-invalid", is_flag=True, help="Skip and report invalid lines instead of aborting.")
+@click.pass_obj
+def import_bloctel_cmd(ctx: Ctx, file: Path, campaign: str, snapshot_date: date, kind: str,
+                       skip_invalid: bool) -> None:
+    """Replace the professional's Bloctel snapshot atomically (R-10)."""
+    from sentinelle.core.model import PARIS
+
+    today = system_clock().astimezone(PARIS).date()
+    if snapshot_date > today:
+        fail(f"--date {snapshot_date} is in the future (today is {today}): a typo here would "
+             "keep the list 'fresh' for the wrong days (R-10)")
+    pro = ctx.professional(campaign)
+    with store_errors(), ctx.store() as store, _progress_bar(file.stat().st_size, "bloctel") as bar:
+        task = bar.add_task("import", total=file.stat().st_size)
+        try:
+            result = import_bloctel(store, pro, file, snapshot_date, kind,
+                                    skip_invalid=skip_invalid,
+                                    progress=lambda n: bar.advance(task, n))
+        except ImportRejected as exc:
+            fail(str(exc), EXIT_BLOCK)
+    _report(result.count, result.skipped, f"numbers into the {kind} snapshot of {pro} "
+            f"dated {snapshot_date}")
+
+
+def _csv_command(what: str, doc: str) -> None:
+    @import_group.command(what, help=doc)
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @campaign_option(required=False)
+    @click.option("--skip-invalid", is_flag=True, help="Skip and report invalid lines.")
+    @click.pass_obj
+    def command(ctx: Ctx, file: Path, campaign: str | None, skip_invalid: bool) -> None:
+        with store_errors(), ctx.store() as store:
+            try:
+                result = import_csv(store, ctx.config, what, file, campaign=campaign,
+                                    skip_invalid=skip_invalid)
+            except (ImportRejected, ConfigError) as exc:
+                fail(str(exc), EXIT_BLOCK)
+        _report(result.count, result.skipped, what)
+
+
+_csv_command("consents", "Import consents with proof: number, campaign|professional, given_at, "
+             "source, [channel, wording, evidence_ref, slot_from, slot_until] (R-11, R-22).")
+_csv_command("contracts", "Import contracts in progress: number, campaign|professional, [product].")
+_csv_command("departments", "Import callee departments: number, department (refines R-21).")

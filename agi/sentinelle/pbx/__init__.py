@@ -1,0 +1,2 @@
+"""Talking to Asterisk: the AGI protocol, the FastAGI server and its routes,
+the ARI client and the listener that records what became of each call."""

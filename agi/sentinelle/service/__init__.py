@@ -1,0 +1,1 @@
+"""The long-running processes (`serve`, `listen`) and their metrics."""
