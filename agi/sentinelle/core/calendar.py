@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from sentinelle.core.numbers import Territory
+from sentinelle.core.numbers import NumberError, Territory, parse
 
 __all__ = [
     "TIMEZONES",
@@ -26,6 +26,8 @@ __all__ = [
     "in_slot",
     "local_time",
     "next_allowed",
+    "territory_of",
+    "zone_of",
 ]
 
 TIMEZONES: Mapping[Territory, ZoneInfo] = MappingProxyType(
@@ -189,3 +191,24 @@ def in_slot(instant: datetime, slot_from: datetime | None, slot_until: datetime 
     _require_aware(slot_until)
     # In UTC: same-zone aware datetimes compare by wall clock, wrong at DST folds.
     return slot_from.astimezone(UTC) <= instant.astimezone(UTC) < slot_until.astimezone(UTC)
+
+
+@lru_cache(maxsize=65536)
+def territory_of(e164: str) -> Territory | None:
+    """Territory of a stored number; None for foreign or unreadable ones.
+
+    Stored "+33" numbers are always metropolitan (overseas ones are stored
+    under their own country code), which spares phonenumbers the common case.
+    Evidence tools call this once per row, hence the cache."""
+    if e164.startswith("+33"):
+        return Territory.FR
+    try:
+        return parse(e164).territory
+    except NumberError:
+        return None
+
+
+def zone_of(e164: str) -> ZoneInfo | None:
+    """The clock R-20 judges this stored callee on; None for foreign numbers."""
+    territory = territory_of(e164)
+    return None if territory is None else TIMEZONES[territory]

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
-PARIS = ZoneInfo("Europe/Paris")
+from sentinelle.core.model import PARIS
 
 Clock = Callable[[], datetime]
 

@@ -52,10 +52,9 @@ from zoneinfo import ZoneInfo
 
 from sentinelle.config import Config
 from sentinelle.core import calendar
-from sentinelle.core.model import Policy, Purpose, Regime
+from sentinelle.core.model import PARIS, Policy, Purpose, Regime
 from sentinelle.core.numbers import Number, NumberError, parse
 
-PARIS = ZoneInfo("Europe/Paris")
 MAX_ATTEMPTS = 4
 WINDOW_DAYS = 30
 SILENCE_DAYS = 60

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sentinelle.config import Config
 from sentinelle.core import calendar
-from sentinelle.core.model import Decision, History
+from sentinelle.core.model import PARIS, Decision, History
 from sentinelle.core.numbers import Kind, Number
 from sentinelle.core.rules import (
     ATTEMPT_WINDOW,
@@ -35,8 +35,6 @@ from sentinelle.core.rules import (
 )
 from sentinelle.guard import Request, check
 from sentinelle.store import Store, from_ts
-
-PARIS = ZoneInfo("Europe/Paris")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,14 +24,11 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from functools import lru_cache
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 from sentinelle.core import calendar
-from sentinelle.core.numbers import NumberError, parse
+from sentinelle.core.model import PARIS
 
-PARIS = ZoneInfo("Europe/Paris")
 FORMATS = ("csv", "jsonl")
 
 
@@ -135,26 +132,11 @@ def _time_renderer(zone: tzinfo) -> Callable[[str | None], str | None]:
     return convert
 
 
-@lru_cache(maxsize=65536)
-def callee_zone(e164: str) -> ZoneInfo | None:
-    """The time zone R-20 uses for this callee; None for foreign or unreadable.
-
-    Every stored "+33" number is metropolitan (overseas ones are stored under
-    their own country code), which spares phonenumbers on the common case."""
-    if e164.startswith("+33"):
-        return PARIS
-    try:
-        number = parse(e164)
-    except NumberError:
-        return None
-    return None if number.territory is None else calendar.TIMEZONES[number.territory]
-
-
 def _local_renderer() -> Callable[[str | None, str | None], str | None]:
     def local(e164: str | None, at: str | None) -> str | None:
         if not e164 or at is None:
             return None
-        zone = callee_zone(e164)
+        zone = calendar.zone_of(e164)
         if zone is None:
             return None
         return datetime.fromisoformat(at).astimezone(zone).isoformat(timespec="milliseconds")

@@ -33,17 +33,15 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sentinelle import __version__
 from sentinelle.config import Config
 from sentinelle.core import calendar
-from sentinelle.core.model import Purpose
-from sentinelle.core.numbers import NumberError, Territory, parse
+from sentinelle.core.model import PARIS, Purpose
+from sentinelle.core.numbers import Territory
 from sentinelle.core.rules import ATTEMPT_WINDOW, MAX_ATTEMPTS, RULES
 from sentinelle.store import Store, ts
 
-PARIS = ZoneInfo("Europe/Paris")
 OUTCOMES = ("answered", "busy", "no-answer", "failed", "unknown", "erased", "")
 OUTCOME_LABELS = {"": "not known yet", "erased": "erased (forget)"}
 BASES = ("consent (R-11)", "contract (R-10/R-11 exception)", "Bloctel checked (R-10)",
@@ -53,18 +51,6 @@ BASES = ("consent (R-11)", "contract (R-10/R-11 exception)", "Bloctel checked (R
 
 
 @lru_cache(maxsize=65536)
-def callee_territory(e164: str) -> Territory | None:
-    """Territory of a stored number; stored "+33" numbers are always
-    metropolitan (overseas ones keep their own code), so phonenumbers is
-    only asked about the rest. None for foreign numbers."""
-    if e164.startswith("+33"):
-        return Territory.FR
-    try:
-        return parse(e164).territory
-    except NumberError:
-        return None
-
-
 @dataclass
 class Chart:
     id: str
@@ -163,7 +149,7 @@ def _hours(data: ReportData, store: Store) -> None:
     one UTC hour is one local hour, and R-20/R-21 are judged once per group."""
     groups: Counter[tuple[Territory | None, str, bool, bool]] = Counter()
     for e164, hour, verdict, placed in store.iter_calls(data.start, data.end, data.campaign):
-        groups[(callee_territory(e164), hour, verdict == "block", bool(placed))] += 1
+        groups[(calendar.territory_of(e164), hour, verdict == "block", bool(placed))] += 1
     for (territory, hour, blocked, placed), n in groups.items():
         if territory is None:
             data.foreign_calls += n
@@ -196,7 +182,7 @@ def _windows(data: ReportData, store: Store, professional: str | None) -> None:
             if key is not None and best:
                 data.window_max[best] += 1
             key, best, window = (pro, e164), 0, deque()
-            territory = callee_territory(e164)
+            territory = calendar.territory_of(e164)
             zone = calendar.TIMEZONES[territory] if territory else PARIS
         # Same wall-clock time 30 days later in the callee's zone (R-30).
         local = datetime.fromisoformat(at).astimezone(zone).replace(tzinfo=None)
