@@ -176,7 +176,7 @@ def _choice(table: _Table, prefix: str, key: str, choices: set[str], default: st
     value = _get(table, prefix, key, str, default)
     if value not in choices:
         raise ConfigError(f"{prefix}.{key}", f"must be one of {sorted(choices)}, got {value!r}")
-    return value
+    return str(value)
 
 
 def _positive(value: int | float, key: str) -> None:
@@ -225,7 +225,7 @@ def _read_secret(ari: _Table, base_dir: Path) -> str:
     env = os.environ.get("SENTINELLE_ARI_PASSWORD")
     if env:
         return env
-    return inline
+    return str(inline)
 
 
 def _secret_path(ari: _Table, base_dir: Path) -> str:

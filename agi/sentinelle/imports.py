@@ -316,7 +316,7 @@ def import_csv(
     return ImportResult(count, errors)
 
 
-def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict:
+def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict[str, Any]:
     if not row.get("source"):
         raise ValueError("consent without a source: R-11 requires provable consent")
     if not row.get("given_at"):
@@ -334,7 +334,7 @@ def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | 
             "proof": proof}
 
 
-def _contract_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict:
+def _contract_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict[str, Any]:
     return {"professional": _professional(config, row, campaign), "e164": _french(row[col]),
             "product": row.get("product", "")}
 
@@ -343,7 +343,7 @@ _DEPARTMENT_OK = {f"{n:02d}" for n in range(1, 96) if n != 20} | {"2A", "2B"} | 
     "971", "972", "973", "974", "975", "976", "977", "978"}
 
 
-def _department_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict:
+def _department_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict[str, Any]:
     dept = row.get("department", row.get("departement", "")).upper()
     if dept not in _DEPARTMENT_OK:
         raise ValueError(f"unknown department {dept!r}")

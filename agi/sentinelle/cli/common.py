@@ -62,7 +62,7 @@ def store_errors() -> Iterator[None]:
         fail(str(exc), EXIT_BLOCK)
 
 
-class Instant(click.ParamType):
+class Instant(click.ParamType):  # type: ignore[type-arg]
     name = "ISO8601"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
@@ -75,7 +75,7 @@ class Instant(click.ParamType):
                       param, ctx)
 
 
-class Day(click.ParamType):
+class Day(click.ParamType):  # type: ignore[type-arg]
     name = "YYYY-MM-DD"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:

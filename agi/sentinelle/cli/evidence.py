@@ -27,7 +27,7 @@ from sentinelle.core.numbers import parse
 from sentinelle.evidence.retention import DEFAULT_BATCH
 
 
-class Bound(click.ParamType):
+class Bound(click.ParamType):  # type: ignore[type-arg]
     """A day (YYYY-MM-DD, a whole Europe/Paris day) or an ISO 8601 instant."""
 
     name = "DATE|ISO8601"

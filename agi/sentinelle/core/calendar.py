@@ -82,7 +82,9 @@ def local_time(territory: Territory, instant: datetime) -> datetime:
 @lru_cache(maxsize=256)
 def _calendar(subdiv: str | None, year: int) -> holidays.HolidayBase:
     # Building a calendar costs ~0.2 ms; one per (subdivision, year) is plenty.
-    return holidays.France(subdiv=subdiv, years=year, language=_LANGUAGE)
+    france: holidays.HolidayBase = holidays.country_holidays(
+        "FR", subdiv=subdiv, years=year, language=_LANGUAGE)
+    return france
 
 
 def _subdiv(territory: Territory, department: str | None, cautious_alsace: bool) -> str | None:

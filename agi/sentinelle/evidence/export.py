@@ -24,6 +24,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from functools import partial
+from operator import itemgetter
 from typing import Any, TextIO
 
 from sentinelle.core import calendar
@@ -165,14 +167,14 @@ class Writer:
         getters: list[Callable[[tuple[Any, ...]], Any]] = []
         for col in self.columns:
             i = index.get(col.source)
-            if i is None:  # an older store without this column: empty, never a crash
-                getters.append(lambda row: None)
+            if i is None or (col.kind == "local" and at_index is None):
+                getters.append(_none)  # an older store without this column: empty, never a crash
             elif col.kind == "time":
-                getters.append(lambda row, i=i: self._time(row[i]))
-            elif col.kind == "local":
-                getters.append(lambda row, i=i: self._local(row[i], row[at_index]))
+                getters.append(partial(_time_at, self._time, i))
+            elif col.kind == "local" and at_index is not None:
+                getters.append(partial(_local_at, self._local, i, at_index))
             else:
-                getters.append(lambda row, i=i: row[i])
+                getters.append(itemgetter(i))
         return lambda row: [g(row) for g in getters]
 
     def header(self) -> None:
@@ -236,3 +238,15 @@ def column_reference() -> str:
             lines.append(f"| `{c.name}` | {text} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _none(row: tuple[Any, ...]) -> None:
+    return None
+
+
+def _time_at(render: Callable[[Any], Any], i: int, row: tuple[Any, ...]) -> Any:
+    return render(row[i])
+
+
+def _local_at(render: Callable[[Any, Any], Any], i: int, at_index: int, row: tuple[Any, ...]) -> Any:
+    return render(row[i], row[at_index])

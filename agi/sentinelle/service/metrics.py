@@ -87,7 +87,7 @@ class Metrics:
         self._server = server
         bound = server.server_address[:2]
         logs.event(log, "metrics listening", host=bound[0], port=bound[1])
-        return bound[0], bound[1]
+        return str(bound[0]), int(bound[1])
 
     def stop(self) -> None:
         if self._server is not None:
