@@ -344,3 +344,44 @@ def test_press_is_prospecting_service_b2b_are_not():
     """Press is exempt from the gate only (R-10/R-11); hours and frequency apply."""
     assert Purpose.PRESS.is_consumer_prospecting and Purpose.PROSPECTING.is_consumer_prospecting
     assert not Purpose.SERVICE.is_consumer_prospecting and not Purpose.B2B.is_consumer_prospecting
+
+
+# -- error wording (issue: errors an admin reads) ------------------------------
+
+def test_bad_enum_value_lists_the_allowed_values_not_python_reprs():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"professionals": {"p": {}},
+                      "campaigns": {"c": {"professional": "p", "dialing": "automatic"}}})
+    text = str(err.value)
+    assert "must be one of automated, manual; got 'automatic'" in text
+    assert "<" not in text and "Dialing." not in text
+
+
+def test_errors_that_are_not_about_a_key_do_not_say_config_key(tmp_path):
+    config = parse_config({"professionals": {"p": {}}, "campaigns": {"promo": {"professional": "p"}}})
+    with pytest.raises(ConfigError) as err:
+        config.campaign("promoo")
+    assert str(err.value) == "unknown campaign 'promoo': not configured (known: promo)"
+    with pytest.raises(ConfigError) as err:
+        load_config(str(tmp_path / "missing.toml"))
+    assert str(err.value) == f"config file {tmp_path / 'missing.toml'}: no such file"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[store\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(bad))
+    assert str(err.value).startswith(f"config file {bad}: invalid TOML")
+    assert "config key" not in str(err.value)
+
+
+def test_each_default_is_the_dataclass_field():
+    """An empty file gives exactly the dataclasses' defaults: the parser
+    writes no default of its own that could drift from them."""
+    from sentinelle.config import AriConfig, MetricsConfig, ServerConfig, StoreConfig
+
+    config = parse_config({})
+    assert config.policy == Policy()
+    assert config.server == ServerConfig()
+    assert config.ari == AriConfig()
+    assert config.metrics == MetricsConfig()
+    assert config.store.busy_timeout_ms == StoreConfig().busy_timeout_ms
+    assert config.store.synchronous == StoreConfig().synchronous

@@ -14,12 +14,14 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Set as AbstractSet
+from dataclasses import MISSING, dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sentinelle.core.model import Campaign, Dialing, Policy, Professional, Purpose, Regime
+from sentinelle.core.model import Campaign, Policy, Professional, Regime
 
 CONFIG_ENV = "SENTINELLE_CONFIG"
 DEFAULT_CONFIG_NAME = "sentinelle.toml"
@@ -27,10 +29,11 @@ DEFAULT_STORE = "sentinelle.db"
 
 
 class ConfigError(ValueError):
-    """A config problem, always naming the offending key so admins can fix it."""
+    """A config problem, naming what to fix: the offending key when there is
+    one, else the file or the option (`subject`), worded for what it is."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"config key '{key}': {message}")
+    def __init__(self, key: str, message: str, *, subject: str | None = None) -> None:
+        super().__init__(f"{subject}: {message}" if subject else f"config key '{key}': {message}")
         self.key = key
 
 
@@ -94,12 +97,14 @@ class Config:
             raise ConfigError(
                 "campaigns",
                 f"{len(self.campaigns)} campaigns configured: name one with --campaign",
+                subject="no campaign given",
             )
         try:
             return self.campaigns[name]
         except KeyError:
             known = ", ".join(sorted(self.campaigns)) or "none"
-            raise ConfigError(f"campaigns.{name}", f"unknown campaign (known: {known})") from None
+            raise ConfigError(f"campaigns.{name}", f"not configured (known: {known})",
+                              subject=f"unknown campaign {name!r}") from None
 
     def professional_of(self, campaign: Campaign) -> Professional:
         return self.professionals[campaign.professional]
@@ -136,9 +141,9 @@ def load_config(explicit: str | None = None) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError("--config", f"file not found: {path}") from None
+        raise ConfigError("--config", "no such file", subject=f"config file {path}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("<file>", f"{path}: invalid TOML: {exc}") from None
+        raise ConfigError("<file>", f"invalid TOML: {exc}", subject=f"config file {path}") from None
     return parse_config(raw, base_dir=path.parent, source=str(path))
 
 
@@ -175,7 +180,8 @@ def _get(table: _Table, prefix: str, key: str, kind: type, default: Any) -> Any:
 def _choice(table: _Table, prefix: str, key: str, choices: set[str], default: str) -> str:
     value = _get(table, prefix, key, str, default)
     if value not in choices:
-        raise ConfigError(f"{prefix}.{key}", f"must be one of {sorted(choices)}, got {value!r}")
+        allowed = ", ".join(sorted(str(c) for c in choices))
+        raise ConfigError(f"{prefix}.{key}", f"must be one of {allowed}; got {value!r}")
     return str(value)
 
 
@@ -271,39 +277,52 @@ def permission_warnings(config: Config) -> list[str]:
     return out
 
 
+# The closed sets of string settings that are not enums of the model.
+_CHOICES: dict[str, set[str]] = {
+    "store.synchronous": {"normal", "full"},
+    "policy.regime": {"auto", *(r.value for r in Regime)},
+    "policy.foreign": {"block", "allow"},
+}
+
+
+def _section(table: _Table, prefix: str, cls: type[Any], *, extra: AbstractSet[str] = frozenset(),
+             skip: AbstractSet[str] = frozenset()) -> dict[str, Any]:
+    """Read the keys of one table that map to fields of `cls`.
+
+    A missing key is simply not passed, so its default is the dataclass
+    field's: each default is written once, in the dataclass. The expected
+    type is the default's type; an enum field accepts its values only."""
+    names = [f.name for f in fields(cls) if f.name not in skip and f.default is not MISSING]
+    _check_keys(table, prefix, set(names) | extra)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in names or f.name not in table:
+            continue
+        key, default = f"{prefix}.{f.name}", f.default
+        if isinstance(default, StrEnum):
+            kind = type(default)
+            values[f.name] = kind(_choice(table, prefix, f.name, {m.value for m in kind}, default))
+        elif key in _CHOICES:
+            values[f.name] = _choice(table, prefix, f.name, _CHOICES[key], str(default))
+        elif isinstance(default, tuple):
+            values[f.name] = _strings(table, prefix, f.name)
+        elif isinstance(default, frozenset):
+            values[f.name] = _numbers(table, prefix, f.name)
+        else:
+            values[f.name] = _get(table, prefix, f.name, type(default), default)
+    return values
+
+
 def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>") -> Config:
     _check_keys(raw, "<top>", {"store", "policy", "professionals", "campaigns", "server", "ari",
                                "metrics"})
-
-    st = _table(raw, "store")
-    _check_keys(st, "store", {"path", "busy_timeout_ms", "synchronous"})
-    store_path = _get(st, "store", "path", str, DEFAULT_STORE)
-    if store_path != ":memory:" and not Path(store_path).is_absolute():
-        store_path = str(base_dir / store_path)
-    store = StoreConfig(
-        path=store_path,
-        busy_timeout_ms=_get(st, "store", "busy_timeout_ms", int, 1500),
-        synchronous=_choice(st, "store", "synchronous", {"normal", "full"}, "normal"),
-    )
+    store = StoreConfig(**_section(_table(raw, "store"), "store", StoreConfig))
+    if store.path != ":memory:" and not Path(store.path).is_absolute():
+        store = replace(store, path=str(base_dir / store.path))
     if store.busy_timeout_ms < 0:
         raise ConfigError("store.busy_timeout_ms", f"must be >= 0, got {store.busy_timeout_ms!r}")
 
-    po = _table(raw, "policy")
-    _check_keys(
-        po,
-        "policy",
-        {"regime", "consent_max_age_days", "foreign", "outside_prefix", "cautious_alsace",
-         "bloctel_max_age_days", "retention_days"},
-    )
-    policy = Policy(
-        regime=_choice(po, "policy", "regime", {"auto", *Regime}, "auto"),
-        consent_max_age_days=_get(po, "policy", "consent_max_age_days", int, 365),
-        foreign=_choice(po, "policy", "foreign", {"block", "allow"}, "block"),
-        outside_prefix=_get(po, "policy", "outside_prefix", str, ""),
-        cautious_alsace=_get(po, "policy", "cautious_alsace", bool, True),
-        bloctel_max_age_days=_get(po, "policy", "bloctel_max_age_days", int, 30),
-        retention_days=_get(po, "policy", "retention_days", int, 3 * 365),
-    )
+    policy = Policy(**_section(_table(raw, "policy"), "policy", Policy))
     for key in ("consent_max_age_days", "bloctel_max_age_days", "retention_days"):
         _positive(getattr(policy, key), f"policy.{key}")
         if getattr(policy, key) > MAX_DAYS:
@@ -316,31 +335,20 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         prefix = f"professionals.{name}"
         if not isinstance(table, dict):
             raise ConfigError(prefix, "must be a table")
-        _check_keys(table, prefix, {"caller_ids", "technical_caller_ids"})
-        professionals[name] = Professional(
-            name,
-            caller_ids=_numbers(table, prefix, "caller_ids"),
-            technical_caller_ids=_numbers(table, prefix, "technical_caller_ids"),
-        )
+        professionals[name] = Professional(name, **_section(table, prefix, Professional))
 
     campaigns: dict[str, Campaign] = {}
     for name, table in _table(raw, "campaigns").items():
         prefix = f"campaigns.{name}"
         if not isinstance(table, dict):
             raise ConfigError(prefix, "must be a table")
-        _check_keys(table, prefix, {"professional", "purpose", "dialing", "fail_open"})
+        values = _section(table, prefix, Campaign, extra={"professional"})
         if "professional" not in table:
             raise ConfigError(f"{prefix}.professional", "required: every campaign maps to a professional")
         pro = _get(table, prefix, "professional", str, "")
         if pro not in professionals:
             raise ConfigError(f"{prefix}.professional", f"unknown professional {pro!r}")
-        campaigns[name] = Campaign(
-            name,
-            pro,
-            purpose=Purpose(_choice(table, prefix, "purpose", set(Purpose), "prospecting")),
-            dialing=Dialing(_choice(table, prefix, "dialing", set(Dialing), "automated")),
-            fail_open=_get(table, prefix, "fail_open", bool, False),
-        )
+        campaigns[name] = Campaign(name, pro, **values)
     if not campaigns:
         defaults = _defaults()
         professionals = professionals or dict(defaults.professionals)
@@ -348,16 +356,7 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
             raise ConfigError("campaigns", "at least one campaign is required")
         campaigns = dict(defaults.campaigns)
 
-    sv = _table(raw, "server")
-    _check_keys(sv, "server", {"listen", "allow", "request_timeout_s", "header_timeout_s",
-                               "max_connections"})
-    server = ServerConfig(
-        listen=_get(sv, "server", "listen", str, "127.0.0.1:4573"),
-        allow=_strings(sv, "server", "allow"),
-        request_timeout_s=_get(sv, "server", "request_timeout_s", float, 2.0),
-        header_timeout_s=_get(sv, "server", "header_timeout_s", float, 2.0),
-        max_connections=_get(sv, "server", "max_connections", int, 256),
-    )
+    server = ServerConfig(**_section(_table(raw, "server"), "server", ServerConfig))
     if (":" not in server.listen or not server.listen.rsplit(":", 1)[1].isdigit()
             or int(server.listen.rsplit(":", 1)[1]) > 65535):
         raise ConfigError("server.listen", f"must be HOST:PORT, got {server.listen!r}")
@@ -365,22 +364,15 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         _positive(getattr(server, key), f"server.{key}")
 
     ar = _table(raw, "ari")
-    _check_keys(ar, "ari", {"url", "user", "password", "password_file", "app", "refusal_dtmf",
-                            "dtmf_gap_s"})
     ari = AriConfig(
-        url=_get(ar, "ari", "url", str, ""),
-        user=_get(ar, "ari", "user", str, ""),
+        **_section(ar, "ari", AriConfig, skip={"password", "password_file", "secret_in_config"},
+                   extra={"password", "password_file"}),
         password=_read_secret(ar, base_dir),
-        app=_get(ar, "ari", "app", str, "sentinelle"),
-        refusal_dtmf=_get(ar, "ari", "refusal_dtmf", str, "*9"),
-        dtmf_gap_s=_get(ar, "ari", "dtmf_gap_s", float, 3.0),
         password_file=_secret_path(ar, base_dir),
         secret_in_config=bool(ar.get("password")) or _url_has_password(ar.get("url", "")),
     )
     _positive(ari.dtmf_gap_s, "ari.dtmf_gap_s")
-    me = _table(raw, "metrics")
-    _check_keys(me, "metrics", {"listen"})
-    metrics = MetricsConfig(listen=_get(me, "metrics", "listen", str, ""))
+    metrics = MetricsConfig(**_section(_table(raw, "metrics"), "metrics", MetricsConfig))
     if metrics.listen:
         host, _, port = metrics.listen.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) <= 65535:
