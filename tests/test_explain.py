@@ -48,8 +48,9 @@ def test_timeline_in_order_on_the_callees_clock(config_path, history):
         "blocked"]
     assert "evidence_ref form-77" in out and "outcome answered" in out
     assert "R-31 silence until 2027-02-05 10:31:00+01:00" in out  # 60 calendar days
-    assert "R-30 4 attempt(s) in the 30 days before this instant (max 4)" in out
-    assert "R-12 not on the internal opposition list" in out
+    assert "R-30 blocks: 4 attempts in the last 30 days (max 4); next possible 2027-01-01 10:30+01:00" in out
+    assert "R-12 passes: not on the internal opposition list" in out
+    assert "R-31 blocks: refusal on 2026-12-07 10:31+01:00: silent until 2027-02-05 10:31+01:00" in out
     decision = out.split("Decision that would be taken")[1]
     assert "would be BLOCKED because" in decision
     for rule in ("R-11", "R-30", "R-31"):
@@ -76,7 +77,9 @@ def test_json_and_every_campaign(config_path, history):
     assert "R-11" in by_campaign["promo"]["explanation"]
     assert by_campaign["press"]["verdict"] == "allow"  # press is exempt from R-11
     assert by_campaign["elsewhere"]["rules"] == ["R-12", "R-11"]  # "other": never again
-    assert "R-12 on the internal opposition list" in data["facts"]["other"][0]
+    assert "R-12 blocks: callee asked this professional never to call again" in data["facts"]["other"]
+    states = {st["rule"]: st["status"] for st in by_campaign["elsewhere"]["states"]}
+    assert states["R-12"] == "blocks" and states["R-11"] == "blocks" and states["R-10"] == "not applicable"
     assert data["timeline"][0]["kind"] == "consent"
     assert {e["kind"] for e in data["timeline"]} >= {"attempt", "refusal", "blocked", "optout"}
     note = by_campaign["promo"]["notes"]
@@ -95,7 +98,8 @@ def test_allowed_in_words_and_overseas_clock(config_path, config, store):
     assert "2026-12-01 11:30:00+04:00  attempt" in r.output
     assert "would be ALLOWED: no rule blocks this call. It would count as an attempt (R-30)." \
         in r.output
-    assert "R-20/R-21 callee local time Wednesday 2026-12-02 11:30 (RE): inside" in r.output
+    assert "R-20 passes: callee local time 2026-12-02 11:30:00 +04 (RE) is inside" in r.output
+    assert "R-21 passes: Wednesday 2026-12-02 (RE) is a working day" in r.output
 
 
 def test_nothing_recorded_and_usage_errors(config_path, store):

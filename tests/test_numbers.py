@@ -1,4 +1,4 @@
-"""numbers.parse against real phonenumbers metadata (RULES.md "Numbers", R-00, R-01, R-02)."""
+"""numbers.parse against real phonenumbers metadata (docs/rules.md "Numbers", R-00, R-01, R-02)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sentinelle.core.numbers import Kind, Number, NumberError, Territory, parse,
 
 T = Territory
 
-# --- overseas prefixes (RULES.md "Numbers", R-41 overseas mobiles) -----------
+# --- overseas prefixes (docs/rules.md "Numbers", R-41 overseas mobiles) -----------
 
 OVERSEAS = [
     # national, e164, territory, kind

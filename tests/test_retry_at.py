@@ -171,6 +171,25 @@ def test_retry_r30_moved_into_a_legal_window():
     assert retry(call, consented(call, attempts=attempts_from(first))) == paris(2026, 11, 16, 10, 0)
 
 
+def test_retry_later_than_r30_says_why():
+    """R-30 lifts on Saturday 14 November; the retry is Monday 16: the notes
+    name the rule that holds the call on Saturday, so a dialer need not guess."""
+    first = paris(2026, 10, 15, 11, 0)
+    call = first + timedelta(days=8)
+    d = run(call, consented(call, attempts=attempts_from(first)))
+    assert d.rules == ("R-30",)
+    assert "next possible 2026-11-14 11:00+01:00" in d.reasons[0]
+    (note,) = [n for n in d.notes if n.startswith("retry at")]
+    assert note.startswith("retry at 2026-11-16 10:00+01:00 rather than at the end of R-30 "
+                           "(2026-11-14 11:00+01:00), because then R-21: Saturday 2026-11-14")
+
+
+def test_retry_equal_to_r30_needs_no_note():
+    call = A1 + timedelta(days=8)
+    d = run(call, consented(call, attempts=attempts_from(A1)))
+    assert not [n for n in d.notes if n.startswith("retry at")]
+
+
 def test_retry_r30_and_hours_together():
     sunday = paris(2026, 10, 25, 11, 0)
     assert retry(sunday, consented(sunday, attempts=attempts_from(A1))) == paris(2026, 11, 13, 11, 0)

@@ -2,7 +2,7 @@
 
 Everything runs against the real zoneinfo zones and the real `holidays`
 calendars: a mocked calendar would only test our own assumptions about them.
-Each test names the rule id of RULES.md it pins down, so a failing test points
+Each test names the rule id of docs/rules.md it pins down, so a failing test points
 an auditor at the paragraph of the law that would be breached.
 
 Reference days (all checked against the calendar):
@@ -503,15 +503,18 @@ def test_r21_overseas_holidays(dialled, tz, day):
 
 def test_r21_day_is_the_callee_day():
     """Monday 05:30 in Paris is still Sunday 23:30 in Guadeloupe: the weekend
-    is judged on the callee's calendar (R-21 reported, not just R-20)."""
+    is judged on the callee's calendar (R-21 reported, and R-20 as well)."""
     instant = datetime(2026, 9, 14, 3, 30, tzinfo=UTC)  # Sunday 23:30 in Guadeloupe
     d = run(instant, dialled="0590123456")
-    assert d.rules == ("R-21",)
+    assert d.rules == ("R-21", "R-20")
 
 
 def test_r21_reported_before_r20():
-    """On a Sunday night the real obstacle is the day, not the hour."""
-    assert run(paris(2026, 9, 13, 22, 0)).rules == ("R-21",)
+    """On a Sunday night both rules block: the day first (the obstacle that
+    lasts longest), then the hour. Every blocking rule is reported."""
+    d = run(paris(2026, 9, 13, 22, 0))
+    assert d.rules == ("R-21", "R-20")
+    assert "weekend" in d.reasons[0] and "outside 10:00-13:00" in d.reasons[1]
 
 
 # --- R-22 consent slots ----------------------------------------------------------------------
@@ -531,11 +534,21 @@ def test_r22_slot_lifts_r20_r21():
     assert d.counts is True  # still an attempt: R-22 does not lift R-30
 
 
+def test_r22_note_names_every_rule_the_slot_lifts_on_the_callees_clock():
+    """Saturday 09:15 is outside the days AND the hours: the slot lifts both,
+    and the note says so, with the slot in local time with its offset."""
+    d = run(SAT + timedelta(minutes=15), History(consents=(slot_consent(),)))
+    (note,) = [n for n in d.notes if n.startswith("R-22")]
+    assert note == "R-22 consent slot 2026-09-12 09:00+02:00 - 2026-09-12 09:30+02:00 lifts R-21, R-20"
+    lifted = {s.rule for s in d.states if s.status.value == "lifted"}
+    assert lifted == {"R-20", "R-21"}
+
+
 def test_r22_slot_is_half_open():
     h = History(consents=(slot_consent(),))
     assert_allowed(run(SAT, h))
-    assert run(SAT - timedelta(seconds=1), h).rules == ("R-21",)
-    assert run(SAT + timedelta(minutes=30), h).rules == ("R-21",)
+    assert run(SAT - timedelta(seconds=1), h).rules[0] == "R-21"
+    assert run(SAT + timedelta(minutes=30), h).rules[0] == "R-21"
 
 
 def test_r22_slot_does_not_lift_r30():
@@ -561,7 +574,7 @@ def test_r22_slot_does_not_lift_r31():
 )
 def test_r22_invalid_slot_consent_does_not_lift(consent):
     h = History(consents=(consent,), contract=True)  # contract: isolate the hour rules
-    assert run(SAT + timedelta(minutes=10), h).rules == ("R-21",)
+    assert run(SAT + timedelta(minutes=10), h).rules[0] == "R-21"
 
 
 def test_r22_slot_lifts_r20_in_callee_time():

@@ -85,6 +85,6 @@ def render(d: Decision) -> str:
 
 @click.command("rules")
 def rules_cmd() -> None:
-    """List the rule ids with one-line explanations (see RULES.md)."""
+    """List the rule ids with one-line explanations (see docs/rules.md)."""
     for rule, text in RULES.items():
         click.echo(f"{rule:<11} {text}")

@@ -22,7 +22,9 @@ __all__ = [
     "TIMEZONES",
     "WINDOWS",
     "allowed_at",
+    "day_allowed",
     "holiday",
+    "hours_allowed",
     "in_slot",
     "local_time",
     "next_allowed",
@@ -118,29 +120,47 @@ def _window_reason(local: datetime, territory: Territory) -> str:
     return f"callee local time {local:%Y-%m-%d %H:%M:%S} {local.tzname()} ({territory}) is outside {windows}"
 
 
+def day_allowed(
+    territory: Territory,
+    instant: datetime,
+    department: str | None = None,
+    cautious_alsace: bool = True,
+) -> tuple[bool, str]:
+    """R-21 on the callee's calendar: (ok, why), the why worded either way."""
+    day = local_time(territory, instant).date()
+    weekday = _WEEKDAYS[day.weekday()]
+    if day.weekday() >= 5:
+        return False, f"{weekday} {day} ({territory}): no calls at weekends"
+    name = holiday(territory, day, department, cautious_alsace)
+    if name:
+        return False, f"public holiday {name} on {day} ({territory})"
+    return True, f"{weekday} {day} ({territory}) is a working day"
+
+
+def hours_allowed(territory: Territory, instant: datetime) -> tuple[bool, str]:
+    """R-20 on the callee's clock: (ok, why), the why worded either way."""
+    local = local_time(territory, instant)
+    now = local.time()
+    if any(start <= now < end for start, end in WINDOWS):
+        windows = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in WINDOWS)
+        return True, (f"callee local time {local:%Y-%m-%d %H:%M:%S} {local.tzname()} "
+                      f"({territory}) is inside {windows}")
+    return False, _window_reason(local, territory)
+
+
 def allowed_at(
     territory: Territory,
     instant: datetime,
     department: str | None = None,
     cautious_alsace: bool = True,
 ) -> tuple[bool, str | None, str | None]:
-    """(ok, rule_id, reason) for a call at ``instant``.
-
-    Days are checked before hours so the reason names the real obstacle: on a
-    Sunday "R-21 Sunday" tells the agent more than "R-20 outside hours".
-    """
-    local = local_time(territory, instant)
-    day = local.date()
-    if day.weekday() >= 5:
-        weekday = _WEEKDAYS[day.weekday()]
-        return False, "R-21", f"{weekday} {day} ({territory}): no calls at weekends"
-    name = holiday(territory, day, department, cautious_alsace)
-    if name:
-        return False, "R-21", f"public holiday {name} on {day} ({territory})"
-    now = local.time()
-    if any(start <= now < end for start, end in WINDOWS):
-        return True, None, None
-    return False, "R-20", _window_reason(local, territory)
+    """(ok, rule_id, reason) for a call at ``instant``: the first obstacle,
+    days before hours (the rules themselves report both, see rules.py)."""
+    ok, why = day_allowed(territory, instant, department, cautious_alsace)
+    if not ok:
+        return False, "R-21", why
+    ok, why = hours_allowed(territory, instant)
+    return (True, None, None) if ok else (False, "R-20", why)
 
 
 def _open_day(territory: Territory, day: date, department: str | None, cautious: bool) -> bool:

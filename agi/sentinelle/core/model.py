@@ -46,7 +46,7 @@ class Regime(StrEnum):
     FR_2026 = "fr-2026"
 
 
-# The date a regime starts is data (RULES.md "Regimes"): kept here, in order.
+# The date a regime starts is data (docs/rules.md "Regimes"): kept here, in order.
 REGIME_STARTS: tuple[tuple[Regime, date], ...] = (
     (Regime.FR_2023, date(2023, 3, 1)),
     (Regime.FR_2026, date(2026, 8, 11)),
@@ -69,7 +69,7 @@ def regime_for(day: date) -> Regime:
 @dataclass(frozen=True, slots=True)
 class Professional:
     """The company on whose behalf calls are made: limits are counted per
-    professional, not per campaign (RULES.md "Scope")."""
+    professional, not per campaign (docs/rules.md "Scope")."""
 
     name: str
     caller_ids: frozenset[str] = frozenset()  # E.164, operator-authorised (R-42 manual)
@@ -147,6 +147,33 @@ class Call:
     masked: bool = False
 
 
+class Status(StrEnum):
+    """Where one rule stands for one call at one instant."""
+
+    BLOCKS = "blocks"
+    PASSES = "passes"
+    LIFTED = "lifted"  # would block, but an exception of the law lifts it (R-22 slot)
+    NOT_APPLICABLE = "not applicable"  # another regime, purpose or callee kind
+
+
+@dataclass(frozen=True, slots=True)
+class RuleState:
+    """The state of one rule, in words on the clock it is judged on.
+
+    `decide` and `explain` both read these: a decision's rules are exactly the
+    states that block, so what an auditor is shown cannot contradict it."""
+
+    rule: str
+    status: Status
+    reason: str
+    lifts_at: datetime | None = None  # when time alone lifts it; None: a new fact is needed
+    is_hours: bool = False  # R-20/R-21: lifted by the next legal window
+
+    @property
+    def blocks(self) -> bool:
+        return self.status is Status.BLOCKS
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     verdict: Verdict
@@ -164,6 +191,8 @@ class Decision:
     dialled: str = ""
     caller_id: str | None = None
     attempt_id: int | None = field(default=None, compare=False)
+    # Every rule evaluated, blocking or not: what `explain` renders.
+    states: tuple[RuleState, ...] = field(default=(), compare=False)
 
     @property
     def allowed(self) -> bool:

@@ -6,7 +6,7 @@ number is (R-41, R-42, R-43), and anything we cannot read is blocked (R-01).
 Hence the module fails closed: a shape it does not understand is a
 ``NumberError``, never a guess.
 
-Choices worth knowing (see ../../shared/RULES.md, "Numbers"):
+Choices worth knowing (see docs/rules.md, "Numbers"):
 
 * Overseas numbers dialled in 10-digit national form (0262..., 0596...) are
   remapped to their own country code before phonenumbers sees them;
@@ -92,7 +92,7 @@ _NATIONAL = re.compile(r"0[1-9][0-9]{8}")
 _INTERNATIONAL = re.compile(r"(?:\+|00)[1-9][0-9]{5,16}")
 
 # National prefix -> (country code, territory, kind; None = ask phonenumbers).
-# RULES.md "Numbers" plus R-41's overseas mobiles; 0508 + 6 digits is how
+# docs/rules.md "Numbers" plus R-41's overseas mobiles; 0508 + 6 digits is how
 # Saint-Pierre-et-Miquelon is dialled from France; 0709x are the newer overseas
 # mobile blocks (Arcep), listed so they get the right time zone instead of failing.
 _OVERSEAS: dict[str, tuple[int, Territory, Kind | None]] = {

@@ -5,7 +5,7 @@ the same transaction that will record the attempt (R-30 atomicity), and the
 clock is the call's `at`. That makes every rule testable with a frozen clock
 and every logged decision replayable by an auditor.
 
-Rule ids are those of RULES.md. Internal failures use `SYS-*` ids so a block
+Rule ids are those of docs/rules.md. Internal failures use `SYS-*` ids so a block
 caused by sentinelle itself is never mistaken for a legal finding.
 """
 
@@ -27,6 +27,8 @@ from sentinelle.core.model import (
     Policy,
     Purpose,
     Regime,
+    RuleState,
+    Status,
     Verdict,
 )
 from sentinelle.core.numbers import Kind, Number, NumberError, parse_caller_id
@@ -72,12 +74,19 @@ RULES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _Finding:
-    rule: str
-    reason: str
-    lifts_at: datetime | None = None  # None: only a new fact (consent, new list...) lifts it
-    is_hours: bool = False
+BLOCKS, PASSES, LIFTED, NOT_APPLICABLE = (
+    Status.BLOCKS, Status.PASSES, Status.LIFTED, Status.NOT_APPLICABLE)
+CALLER_ID_RULES = ("R-40", "R-41", "R-42", "R-43")
+
+
+def _blocks(rule: str, reason: str, lifts_at: datetime | None = None,
+            is_hours: bool = False) -> RuleState:
+    return RuleState(rule, BLOCKS, reason, lifts_at=lifts_at, is_hours=is_hours)
+
+
+def _clock(instant: datetime, tz: ZoneInfo) -> str:
+    """An instant as the rule judges it: on `tz`'s clock, with its offset."""
+    return instant.astimezone(tz).isoformat(sep=" ", timespec="minutes")
 
 
 def regime_of(policy: Policy, at: datetime) -> Regime:
@@ -93,107 +102,162 @@ def fail_closed(
     return _decision(
         call,
         policy,
-        Verdict.ALLOW if fail_open else Verdict.BLOCK,
-        [] if fail_open else [_Finding(rule, reason)],
+        [] if fail_open else [_blocks(rule, reason)],
         callee=callee,
         notes=(f"{rule} fail-open: {reason}",) if fail_open else (),
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Evaluation:
+    states: tuple[RuleState, ...]
+    notes: tuple[str, ...]
+    local_time: datetime | None
+    counts: bool  # an allowed call would be recorded as an R-30 attempt
+    prospecting: bool
+
+    @property
+    def blocking(self) -> list[RuleState]:
+        return [s for s in self.states if s.blocks]
+
+
+def evaluate(call: Call, callee: Number, history: History, policy: Policy) -> tuple[RuleState, ...]:
+    """The state of every rule for this call: the one source `decide` and
+    `explain` both read, so the two can never tell an auditor different things."""
+    return _evaluate(_in_utc(call), callee, _history_in_utc(history), policy).states
+
+
 def decide(call: Call, callee: Number | NumberError, history: History, policy: Policy) -> Decision:
-    """Apply every rule of RULES.md and collect ALL blocking findings.
+    """Apply every rule of docs/rules.md and collect ALL blocking findings.
 
     All findings are reported (not just the first) so that an auditor sees
     every reason and `retry_at` accounts for every obstacle at once.
     """
     if isinstance(callee, NumberError):
-        return _decision(call, policy, Verdict.BLOCK, [_Finding("R-01", f"unparsable number: {callee}")])
+        return _decision(call, policy, [_blocks("R-01", str(callee))])
     if callee.kind is Kind.SHORT:
-        return _decision(
-            call, policy, Verdict.ALLOW, [], callee=callee,
-            notes=(f"R-00 emergency/short number {callee.e164} passes through",),
-        )
+        why = f"emergency/short number {callee.e164} passes through"
+        return _decision(call, policy, [RuleState("R-00", PASSES, why)], callee=callee,
+                         notes=(f"R-00 {why}",))
     # Every comparison below is made on UTC instants: two aware datetimes that
     # share a tzinfo compare (and subtract) by wall clock, ignoring `fold`, which
     # picks the wrong refusal or attempt in the October fold hour. The decision
     # keeps the caller's own `at` (`original`).
     original = call
     call, history = _in_utc(call), _history_in_utc(history)
+    ev = _evaluate(call, callee, history, policy)
+    notes = list(ev.notes)
+    retry = None
+    if ev.blocking and ev.prospecting and callee.kind is not Kind.FOREIGN:
+        retry = _retry_at(call, callee, history, policy, ev.blocking)
+        notes += _retry_notes(call, callee, history, policy, ev.blocking, retry)
+    return _decision(original, policy, list(ev.states), callee=callee, local_time=ev.local_time,
+                     retry_at=retry, counts=ev.counts, notes=tuple(notes))
+
+
+def _evaluate(call: Call, callee: Number, history: History, policy: Policy) -> _Evaluation:
+    """Every rule for a parsed, non-short callee; `call` and `history` in UTC."""
     purpose = call.campaign.purpose
     prospecting = purpose.is_consumer_prospecting
-    findings: list[_Finding] = list(_caller_id_findings(call))
+    states: list[RuleState] = list(_caller_id_states(call))
     notes: list[str] = []
     if call.caller_id is None and not call.masked:
         notes.append("caller ID not given: R-40..R-43 not evaluated")
-
-    if history.opted_out:
-        findings.append(_Finding("R-12", "callee asked this professional never to call again"))
+    states.append(_blocks("R-12", "callee asked this professional never to call again")
+                  if history.opted_out else
+                  RuleState("R-12", PASSES, "not on the internal opposition list"))
 
     if callee.kind is Kind.FOREIGN:
-        if prospecting and policy.foreign == "block":
-            findings.append(_Finding("R-02", f"foreign number {callee.e164} (policy foreign=block)"))
+        if not prospecting:
+            states.append(RuleState("R-02", NOT_APPLICABLE, f"purpose {purpose.value}"))
+        elif policy.foreign == "block":
+            states.append(_blocks("R-02", f"foreign number {callee.e164} (policy foreign=block)"))
+        else:
+            states.append(RuleState("R-02", PASSES, f"foreign number {callee.e164} allowed "
+                                    "(policy foreign=allow)"))
         if prospecting:
             # Outside French law, but a refusal is a refusal and four attempts
             # are enough, whoever the callee (with policy foreign="allow").
-            findings.extend(_frequency_findings(call, history, PARIS))
-            last_refusal = max((r for r in history.refusals if r <= call.at), default=None)
-            findings.extend(_refusal_findings(call, last_refusal, PARIS))
-        return _decision(original, policy, _verdict(findings), findings, callee=callee,
-                         counts=prospecting, notes=tuple(notes))
+            states.extend(_frequency_states(call, history, PARIS))
+            states.extend(_refusal_states(call, _last_refusal(history, call.at), PARIS))
+        return _Evaluation(tuple(states), tuple(notes), None, prospecting, prospecting)
 
     assert callee.territory is not None
     local = calendar.local_time(callee.territory, call.at)
     if not prospecting:
         notes.append(f"purpose {purpose.value}: prospecting rules R-10..R-31 do not apply")
-        return _decision(original, policy, _verdict(findings), findings, callee=callee,
-                         local_time=local, notes=tuple(notes))
-
-    findings.extend(_prospecting_findings(call, callee, history, policy, notes))
-    verdict = _verdict(findings)
-    retry = None
-    if verdict is Verdict.BLOCK:
-        retry = _retry_at(call, callee, history, policy, findings)
-    return _decision(original, policy, verdict, findings, callee=callee, local_time=local,
-                     retry_at=retry, counts=True, notes=tuple(notes))
+        return _Evaluation(tuple(states), tuple(notes), local, False, False)
+    states.extend(_prospecting_states(call, callee, history, policy, notes))
+    return _Evaluation(tuple(states), tuple(notes), local, True, True)
 
 
-def _prospecting_findings(
+def _last_refusal(history: History, at: datetime) -> datetime | None:
+    return max((r for r in history.refusals if r <= at), default=None)
+
+
+def _prospecting_states(
     call: Call, callee: Number, history: History, policy: Policy, notes: list[str]
-) -> list[_Finding]:
+) -> list[RuleState]:
     """R-10..R-31 for a French callee at `call.at` (UTC). Split out so that
     `_retry_at` can re-run exactly the same rules at a candidate instant."""
     assert callee.territory is not None
     tz = calendar.TIMEZONES[callee.territory]
-    findings: list[_Finding] = []
-    last_refusal = max((r for r in history.refusals if r <= call.at), default=None)
+    last_refusal = _last_refusal(history, call.at)
     consent = valid_consent(history.consents, call.at, policy, last_refusal, tz)
-    findings.extend(_gate_findings(call, history, policy, regime_of(policy, call.at), consent,
-                                   last_refusal))
+    states = _gate_states(call, history, policy, regime_of(policy, call.at), consent,
+                          last_refusal, tz)
+    states.extend(_calendar_states(call, callee, history, policy, last_refusal, tz, notes))
+    states.extend(_frequency_states(call, history, tz))
+    states.extend(_refusal_states(call, last_refusal, tz))
+    return states
 
+
+def _calendar_states(
+    call: Call, callee: Number, history: History, policy: Policy,
+    last_refusal: datetime | None, tz: ZoneInfo, notes: list[str],
+) -> list[RuleState]:
+    """R-21 (days), R-20 (hours), each judged on the callee's clock, and the
+    R-22 consent slot that lifts whichever of them fails."""
+    assert callee.territory is not None
     slot = _slot_consent(history.consents, call.at, policy, last_refusal, tz)
-    ok, rule, reason = calendar.allowed_at(
-        callee.territory, call.at, history.department, policy.cautious_alsace
-    )
-    if not ok and slot is not None:
-        notes.append(f"R-22 consent slot {slot.slot_from} - {slot.slot_until} lifts {rule}")
-    elif not ok:
-        assert rule is not None and reason is not None
-        findings.append(_Finding(rule, reason, is_hours=True))
+    day = calendar.day_allowed(callee.territory, call.at, history.department,
+                               policy.cautious_alsace)
+    hours = calendar.hours_allowed(callee.territory, call.at)
+    states: list[RuleState] = []
+    lifted: list[str] = []
+    for rule, (ok, why) in (("R-21", day), ("R-20", hours)):
+        if ok:
+            states.append(RuleState(rule, PASSES, why))
+        elif slot is not None:
+            states.append(RuleState(rule, LIFTED, f"{why}; lifted by the R-22 consent slot"))
+            lifted.append(rule)
+        else:
+            states.append(_blocks(rule, why, is_hours=True))
+    if slot is None:
+        states.append(RuleState("R-22", NOT_APPLICABLE, "no consent slot in force at this instant"))
+        return states
+    assert slot.slot_from is not None or slot.slot_until is not None
+    span = " - ".join(_clock(t, tz) if t else "open" for t in (slot.slot_from, slot.slot_until))
+    if lifted:
+        note = f"R-22 consent slot {span} lifts {', '.join(lifted)}"
+        notes.append(note)
+        states.append(RuleState("R-22", PASSES, note))
+    else:
+        states.append(RuleState("R-22", PASSES, f"consent slot {span} in force (not needed: "
+                                "inside the legal days and hours)"))
+    return states
 
-    findings.extend(_frequency_findings(call, history, tz))
-    findings.extend(_refusal_findings(call, last_refusal, tz))
-    return findings
 
-
-def _refusal_findings(call: Call, last_refusal: datetime | None, tz: ZoneInfo) -> list[_Finding]:
+def _refusal_states(call: Call, last_refusal: datetime | None, tz: ZoneInfo) -> list[RuleState]:
     """R-31: 60 calendar days of silence after a refusal."""
-    if last_refusal is None or call.at >= _add_days(last_refusal, REFUSAL_SILENCE, tz):
-        return []
+    if last_refusal is None:
+        return [RuleState("R-31", PASSES, "no refusal in the last 60 days")]
     lifts = _add_days(last_refusal, REFUSAL_SILENCE, tz)
-    return [_Finding(
-        "R-31", f"refusal on {last_refusal.astimezone(tz):%Y-%m-%d %H:%M}: "
-        f"silent until {lifts.astimezone(tz):%Y-%m-%d %H:%M}", lifts_at=lifts,
-    )]
+    if call.at >= lifts:
+        return [RuleState("R-31", PASSES, f"last refusal {_clock(last_refusal, tz)}: silence "
+                          f"ended {_clock(lifts, tz)}")]
+    return [_blocks("R-31", f"refusal on {_clock(last_refusal, tz)}: silent until "
+                    f"{_clock(lifts, tz)}", lifts_at=lifts)]
 
 
 def valid_consent(
@@ -234,108 +298,136 @@ def _slot_consent(
     return None
 
 
-def _gate_findings(
+def _gate_states(
     call: Call, history: History, policy: Policy, regime: Regime,
-    consent: Consent | None, last_refusal: datetime | None,
-) -> list[_Finding]:
+    consent: Consent | None, last_refusal: datetime | None, tz: ZoneInfo,
+) -> list[RuleState]:
     """R-10 (fr-2023) or R-11 (fr-2026), with their contract and press exceptions."""
-    if call.campaign.purpose is Purpose.PRESS or history.contract:
-        return []
+    if call.campaign.purpose is Purpose.PRESS:
+        why = "press campaigns are exempt from the Bloctel / consent gate"
+        return [RuleState("R-10", NOT_APPLICABLE, why), RuleState("R-11", NOT_APPLICABLE, why)]
+    if history.contract:
+        why = "contract in progress with this professional: exception to R-10/R-11"
+        return [RuleState("R-10", PASSES, why), RuleState("R-11", PASSES, why)]
     if regime is Regime.FR_2026:
-        if consent is not None:
-            return []
-        if last_refusal is not None and any(c.given_at <= last_refusal for c in history.consents):
-            why = f"consent revoked by the refusal of {last_refusal.astimezone(PARIS):%Y-%m-%d %H:%M} (Paris)"
-        elif history.consents:
-            why = "no consent valid at this date (revoked, expired or future)"
-        else:
-            why = "no prior consent recorded for this professional"
-        return [_Finding("R-11", why)]
+        bloctel = RuleState("R-10", NOT_APPLICABLE, f"regime {regime.value}: Bloctel gave way to "
+                            "prior consent (R-11)")
+        return [bloctel, _consent_state(history, policy, consent, last_refusal, tz)]
+    return [_bloctel_state(call, history, policy),
+            RuleState("R-11", NOT_APPLICABLE, f"regime {regime.value}: prior consent is required "
+                      "from 2026-08-11 (fr-2026)")]
+
+
+def _consent_state(history: History, policy: Policy, consent: Consent | None,
+                   last_refusal: datetime | None, tz: ZoneInfo) -> RuleState:
+    if consent is not None:
+        until = _add_days(consent.given_at, timedelta(days=policy.consent_max_age_days), tz)
+        return RuleState("R-11", PASSES, f"valid consent given {_clock(consent.given_at, tz)} "
+                         f"(source {consent.source or '-'}), valid until {_clock(until, tz)}")
+    if last_refusal is not None and any(c.given_at <= last_refusal for c in history.consents):
+        why = f"consent revoked by the refusal of {_clock(last_refusal, PARIS)}"
+    elif history.consents:
+        why = "no consent valid at this date (revoked, expired or future)"
+    else:
+        why = "no prior consent recorded for this professional"
+    return _blocks("R-11", why)
+
+
+def _bloctel_state(call: Call, history: History, policy: Policy) -> RuleState:
     snap = history.bloctel
     if snap is None:
-        return [_Finding("R-10", "no Bloctel snapshot imported for this professional")]
+        return _blocks("R-10", "no Bloctel snapshot imported for this professional")
     age = (call.at.astimezone(PARIS).date() - snap.snapshot_date).days
     if age < 0:  # a list dated after the call did not exist then (or its date is a typo)
-        return [_Finding("R-10", f"Bloctel snapshot dated {snap.snapshot_date}, after the call: "
-                         "no list valid at this date")]
+        return _blocks("R-10", f"Bloctel snapshot dated {snap.snapshot_date}, after the call: "
+                       "no list valid at this date")
     if age > policy.bloctel_max_age_days:
-        return [_Finding("R-10", f"Bloctel snapshot of {snap.snapshot_date} is stale "
-                         f"({age} days > {policy.bloctel_max_age_days})")]
-    if snap.kind == "opposed" and snap.listed:
-        return [_Finding("R-10", f"on the Bloctel opposition list (snapshot {snap.snapshot_date})")]
-    if snap.kind == "cleaned" and not snap.listed:
-        return [_Finding("R-10", f"not in the Bloctel-cleaned list of {snap.snapshot_date}")]
+        return _blocks("R-10", f"Bloctel snapshot of {snap.snapshot_date} is stale "
+                       f"({age} days > {policy.bloctel_max_age_days})")
     if snap.kind not in ("opposed", "cleaned"):  # fail closed: never read an unknown list as clean
-        return [_Finding("R-10", f"Bloctel snapshot of {snap.snapshot_date} has unknown kind "
-                         f"{snap.kind!r}")]
-    return []
+        return _blocks("R-10", f"Bloctel snapshot of {snap.snapshot_date} has unknown kind "
+                       f"{snap.kind!r}")
+    if snap.kind == "opposed" and snap.listed:
+        return _blocks("R-10", f"on the Bloctel opposition list (snapshot {snap.snapshot_date})")
+    if snap.kind == "cleaned" and not snap.listed:
+        return _blocks("R-10", f"not in the Bloctel-cleaned list of {snap.snapshot_date}")
+    where = ("not on the Bloctel opposition list" if snap.kind == "opposed"
+             else "on the Bloctel-cleaned list")
+    return RuleState("R-10", PASSES, f"{where} (snapshot {snap.snapshot_date}, {age} day(s) old)")
 
 
-def _frequency_findings(call: Call, history: History, tz: ZoneInfo) -> list[_Finding]:
+def _frequency_states(call: Call, history: History, tz: ZoneInfo) -> list[RuleState]:
     """R-30: an attempt counts until the same wall-clock time 30 calendar days
     later in the callee's time zone."""
     t = call.at
     near = sorted(a for a in history.attempts
                   if _add_days(a, ATTEMPT_WINDOW, tz) > t and a < _add_days(t, ATTEMPT_WINDOW, tz))
+    live = [a for a in near if a <= t]
     # Attempts may be recorded out of order (`--at`, imports of dialer logs):
     # the new one must fit in EVERY 30-day window that contains it, i.e. each
     # window starting at an earlier attempt or at the call itself.
     full = any(
         sum(1 for a in near if s <= a < _add_days(s, ATTEMPT_WINDOW, tz)) >= MAX_ATTEMPTS
-        for s in [*(a for a in near if a <= t), t]
+        for s in [*live, t]
     )
     if not full:
-        return []
-    live = [a for a in near if a <= t]
+        return [RuleState("R-30", PASSES, f"{len(live)} attempt(s) in the last 30 days "
+                          f"(max {MAX_ATTEMPTS})")]
     lifts = (_add_days(live[len(live) - MAX_ATTEMPTS], ATTEMPT_WINDOW, tz)
              if len(live) >= MAX_ATTEMPTS else None)
     if lifts is None:  # the window is filled by attempts recorded after this instant
-        return [_Finding("R-30", f"a 30-day window around this instant already holds "
-                                 f"{MAX_ATTEMPTS} attempts (some recorded later)")]
-    return [_Finding(
-        "R-30", f"{len(live)} attempts in the last 30 days (max {MAX_ATTEMPTS}); "
-        f"next possible {lifts.astimezone(tz):%Y-%m-%d %H:%M}", lifts_at=lifts,
-    )]
+        return [_blocks("R-30", f"a 30-day window around this instant already holds "
+                        f"{MAX_ATTEMPTS} attempts (some recorded later)")]
+    return [_blocks("R-30", f"{len(live)} attempts in the last 30 days (max {MAX_ATTEMPTS}); "
+                    f"next possible {_clock(lifts, tz)}", lifts_at=lifts)]
 
 
-def _caller_id_findings(call: Call) -> list[_Finding]:
-    """R-40..R-43 apply to every purpose (RULES.md "Scope")."""
+def _caller_id_states(call: Call) -> list[RuleState]:
+    """R-40..R-43 apply to every purpose (docs/rules.md "Scope")."""
     if call.caller_id is None and not call.masked:
-        return []  # not presented by the caller of the API: see `decide` notes
+        return [RuleState(r, NOT_APPLICABLE, "caller ID not given") for r in CALLER_ID_RULES]
+    found = _caller_id_findings(call)
+    raw = (call.caller_id or "").strip() or "(none)"
+    blocked = {s.rule for s in found}
+    return [*found, *(RuleState(r, PASSES, f"caller ID {raw}") for r in CALLER_ID_RULES
+                      if r not in blocked)]
+
+
+def _caller_id_findings(call: Call) -> list[RuleState]:
     raw = (call.caller_id or "").strip()
     if call.masked or raw.lower() in ("", "anonymous", "unknown", "restricted", "private"):
-        return [_Finding("R-40", "masked or anonymous caller ID")]
+        return [_blocks("R-40", "masked or anonymous caller ID")]
     try:
         number = parse_caller_id(raw)
     except NumberError as exc:
-        return [_Finding("R-42", f"caller ID is not a valid number: {exc}")]
+        return [_blocks("R-42", f"caller ID is not a valid number: {exc}")]
     if number.kind is Kind.MOBILE:
-        return [_Finding("R-41", f"mobile caller ID {number.national or number.e164}")]
+        return [_blocks("R-41", f"mobile caller ID {number.national or number.e164}")]
     if number.kind is Kind.FOREIGN or not number.national:
-        return [_Finding("R-42", f"caller ID {number.e164} is not a French number")]
+        return [_blocks("R-42", f"caller ID {number.e164} is not a French number")]
     national = number.national
     if national.startswith(TECHNICAL_PREFIXES) and number.e164 not in call.professional.technical_caller_ids:
-        return [_Finding("R-43", f"caller ID {national}: 09 37/38/39 are technical-platform "
-                         "ranges, not prospecting ranges (Arcep correction of 2023-01-03)")]
+        return [_blocks("R-43", f"caller ID {national}: 09 37/38/39 are technical-platform "
+                        "ranges, not prospecting ranges (Arcep correction of 2023-01-03)")]
     is_npv = national.startswith(NPV_PREFIXES)
     if call.campaign.dialing is Dialing.AUTOMATED:
         if not is_npv:
-            return [_Finding("R-42", f"automated dialing requires an Arcep NPV caller ID; "
-                             f"{national} is not one")]
+            return [_blocks("R-42", f"automated dialing requires an Arcep NPV caller ID; "
+                            f"{national} is not one")]
         return []
     if is_npv or number.e164 in call.professional.caller_ids:
         return []
     if national.startswith(TECHNICAL_PREFIXES):
         return []  # explicitly authorised by the admin (R-43 exception)
-    return [_Finding("R-42", f"manual dialing: caller ID {national} is neither an NPV nor "
-                     f"authorised for professional {call.professional.name}")]
+    return [_blocks("R-42", f"manual dialing: caller ID {national} is neither an NPV nor "
+                    f"authorised for professional {call.professional.name}")]
 
 
 _RETRY_STEPS = 16  # each step jumps past at least one obstacle; more means "ask a human"
 
 
 def _retry_at(
-    call: Call, callee: Number, history: History, policy: Policy, findings: list[_Finding],
+    call: Call, callee: Number, history: History, policy: Policy, findings: list[RuleState],
 ) -> datetime | None:
     """Earliest instant the same call (same history) becomes legal, if only time
     must pass; None when a new fact is needed (consent, list, admin action).
@@ -370,10 +462,33 @@ def _retry_at(
         if not candidates:
             return None
         t = min(candidates)
-        findings = _prospecting_findings(replace(call, at=t), callee, history, policy, [])
+        findings = [f for f in _prospecting_states(replace(call, at=t), callee, history, policy, [])
+                    if f.blocks]
         if not findings:
             return t.astimezone(PARIS)
     return None
+
+
+def _retry_notes(
+    call: Call, callee: Number, history: History, policy: Policy,
+    blocking: list[RuleState], retry: datetime | None,
+) -> list[str]:
+    """Why `retry_at` is later than the instant a time-bound rule (R-30, R-31)
+    itself names: a dialer reading "next possible X" and "retry at Y" must
+    not have to guess what lies between (a weekend, a holiday, the night)."""
+    if retry is None or callee.territory is None:
+        return []
+    tz = calendar.TIMEZONES[callee.territory]
+    out = []
+    for f in blocking:
+        if f.lifts_at is None or f.is_hours or f.lifts_at >= retry:
+            continue
+        then = [s for s in _prospecting_states(replace(call, at=f.lifts_at), callee, history,
+                                               policy, []) if s.blocks]
+        why = "; ".join(f"{s.rule}: {s.reason}" for s in then)
+        out.append(f"retry at {_clock(retry, tz)} rather than at the end of {f.rule} "
+                   f"({_clock(f.lifts_at, tz)}), because then {why}")
+    return out
 
 
 def _in_utc(call: Call) -> Call:
@@ -401,23 +516,22 @@ def _add_days(instant: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
     return (instant.astimezone(tz) + delta).astimezone(instant.tzinfo)
 
 
-def _verdict(findings: list[_Finding]) -> Verdict:
-    return Verdict.BLOCK if findings else Verdict.ALLOW
-
-
 def _decision(
-    call: Call, policy: Policy, verdict: Verdict, findings: list[_Finding], *,
+    call: Call, policy: Policy, states: list[RuleState], *,
     callee: Number | None = None, local_time: datetime | None = None,
     retry_at: datetime | None = None, counts: bool = False, notes: tuple[str, ...] = (),
 ) -> Decision:
+    """The decision IS its states: its rules are exactly those that block."""
+    blocking = [s for s in states if s.blocks]
     rules: list[str] = []
-    for f in findings:
+    for f in blocking:
         if f.rule not in rules:
             rules.append(f.rule)
+    verdict = Verdict.BLOCK if blocking else Verdict.ALLOW
     return Decision(
         verdict=verdict,
         rules=tuple(rules),
-        reasons=tuple(f"{f.rule}: {f.reason}" for f in findings),
+        reasons=tuple(f"{f.rule}: {f.reason}" for f in blocking),
         regime=regime_of(policy, call.at).value,
         at=call.at,
         callee=callee,
@@ -429,4 +543,5 @@ def _decision(
         professional=call.professional.name,
         dialled=call.dialled,
         caller_id=None if call.masked else call.caller_id,
+        states=tuple(states),
     )

@@ -106,7 +106,7 @@ def _t(text: str | None) -> datetime | None:
 
 
 def _plus_days(instant: datetime, days: int, tz: ZoneInfo) -> datetime:
-    """Same wall-clock time `days` calendar days later in `tz` (RULES.md: calendar days)."""
+    """Same wall-clock time `days` calendar days later in `tz` (docs/rules.md: calendar days)."""
     return (instant.astimezone(tz) + timedelta(days=days)).astimezone(UTC)
 
 

@@ -19,19 +19,14 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sentinelle.config import Config
 from sentinelle.core import calendar
-from sentinelle.core.model import PARIS, Decision, History
+from sentinelle.core.model import PARIS, Decision
 from sentinelle.core.numbers import Kind, Number
 from sentinelle.core.rules import (
-    ATTEMPT_WINDOW,
-    MAX_ATTEMPTS,
     REFUSAL_SILENCE,
     RULES,
-    regime_of,
-    valid_consent,
 )
 from sentinelle.guard import Request, check
 from sentinelle.store import Store, from_ts
@@ -53,7 +48,7 @@ class Explanation:
     zone: tzinfo
     at: datetime
     events: list[Event]
-    facts: dict[str, list[str]]  # professional -> sentences, each citing its rule id
+    facts: dict[str, list[str]]  # professional -> the state of each rule, from its decision
     decisions: list[tuple[Decision, str]]  # (decision, the same in words)
     notes: list[str] = field(default_factory=list)
 
@@ -72,7 +67,13 @@ class Explanation:
                 for e in self.events
             ],
             "facts": self.facts,
-            "decisions": [{**d.to_dict(), "explanation": words} for d, words in self.decisions],
+            "decisions": [
+                {**d.to_dict(), "explanation": words,
+                 "states": [{"rule": st.rule, "status": st.status.value, "reason": st.reason,
+                             "lifts_at": st.lifts_at.isoformat() if st.lifts_at else None}
+                            for st in d.states]}
+                for d, words in self.decisions
+            ],
             "notes": self.notes,
         }
 
@@ -165,63 +166,10 @@ def _events(store: Store, e164: str, zone: tzinfo, config: Config) -> list[Event
     return out
 
 
-def _facts(config: Config, store: Store, number: Number, professional: str, at: datetime,
-           zone: tzinfo) -> list[str]:
-    """The state of each rule for one professional at `at`, in words."""
-    policy = config.policy
-    h: History = store.history(professional, number.e164, at)
-    facts = []
-    facts.append("R-12 on the internal opposition list: every call is blocked" if h.opted_out
-                 else "R-12 not on the internal opposition list")
-    regime = regime_of(policy, at).value
-    if h.contract:
-        facts.append("contract in progress: exception to R-10/R-11")
-    if regime == "fr-2023":
-        b = h.bloctel
-        if b is None:
-            facts.append("R-10 no Bloctel snapshot imported: prospecting calls are blocked")
-        else:
-            age = (at.astimezone(PARIS).date() - b.snapshot_date).days
-            stale = age > policy.bloctel_max_age_days
-            where = {("opposed", True): "listed as opposed", ("opposed", False): "not listed",
-                     ("cleaned", True): "listed as callable",
-                     ("cleaned", False): "absent from the cleaned list (blocked)"}.get(
-                         (b.kind, b.listed), f"unknown kind {b.kind}")
-            facts.append(f"R-10 Bloctel {b.kind} snapshot of {b.snapshot_date} ({age} days old"
-                         f"{', STALE: every prospecting call is blocked' if stale else ''}): "
-                         f"{where}")
-    last_refusal = max((r for r in h.refusals if r <= at), default=None)
-    consent = valid_consent(h.consents, at, policy, last_refusal, zone
-                            if isinstance(zone, ZoneInfo) else PARIS)
-    if consent is not None:
-        until = _add_days(consent.given_at, timedelta(days=policy.consent_max_age_days), zone)
-        facts.append(f"R-11 valid consent given {_fmt(consent.given_at, zone)} "
-                     f"(source {consent.source}), valid until {_fmt(until, zone)}")
-    elif regime == "fr-2026":
-        facts.append("R-11 no valid consent at this instant "
-                     f"({len(h.consents)} consent(s) on record)")
-    recent = sorted(a for a in h.attempts
-                    if a <= at and _add_days(a, ATTEMPT_WINDOW, zone) > at)
-    text = f"R-30 {len(recent)} attempt(s) in the 30 days before this instant (max {MAX_ATTEMPTS})"
-    if recent:
-        text += f"; the oldest stops counting at {_fmt(_add_days(recent[0], ATTEMPT_WINDOW, zone), zone)}"
-    facts.append(text)
-    if last_refusal is not None:
-        until = _add_days(last_refusal, REFUSAL_SILENCE, zone)
-        state = "silence in force" if at < until else "silence over"
-        facts.append(f"R-31 last refusal {_fmt(last_refusal, zone)}: {state} "
-                     f"(until {_fmt(until, zone)})")
-    else:
-        facts.append("R-31 no refusal in the last 60 days")
-    if number.territory is not None:
-        ok, rule, reason = calendar.allowed_at(number.territory, at, h.department,
-                                               policy.cautious_alsace)
-        local = at.astimezone(zone)
-        dept = f", department {h.department}" if h.department else ""
-        facts.append(f"R-20/R-21 callee local time {local:%A %Y-%m-%d %H:%M} "
-                     f"({number.territory.value}{dept}): "
-                     + ("inside the legal hours" if ok else f"{rule} {reason}"))
-    return facts
+def facts_of(d: Decision) -> list[str]:
+    """Every rule's state for one decision, in words: rendered from the very
+    states the decision was made of, so the two can never disagree."""
+    return [f"{st.rule} {st.status.value}: {st.reason}" for st in d.states]
 
 
 def in_words(d: Decision) -> str:
@@ -252,16 +200,13 @@ def explain(config: Config, store: Store, number: Number, at: datetime,
     zone: tzinfo = (calendar.TIMEZONES[number.territory] if number.territory is not None
                     else PARIS)
     events = _events(store, number.e164, zone, config)
-    pros = [config.campaign(c).professional for c in campaigns]
-    pros += [e.professional for e in events if e.professional and e.professional not in pros]
-    facts = {}
-    for pro in dict.fromkeys(pros):
-        facts[pro] = _facts(config, store, number, pro, at, zone)
     decisions = []
+    facts: dict[str, list[str]] = {}
     for name in campaigns:
         d = check(config, store, Request(dialled=number.e164, at=at, campaign=name,
                                          caller_id=caller_id, record=False, source="explain"))
         decisions.append((d, in_words(d)))
+        facts.setdefault(d.professional, facts_of(d))
     notes = []
     if number.kind is Kind.FOREIGN:
         notes.append("foreign number: R-02 applies, hours are not judged (no French territory)")
@@ -284,9 +229,10 @@ def render(x: Explanation) -> str:
         who = e.professional + (f"/{e.campaign}" if e.campaign else "")
         ref = f" [{e.ref}]" if e.ref else ""
         lines.append(f"  {_fmt(e.at, x.zone)}  {e.kind:<10} {who}{ref}: {e.text}")
-    for pro, facts in x.facts.items():
-        lines += ["", f"Rules for professional {pro} at this instant:"]
-        lines += [f"  {f}" for f in facts]
+    for d, _ in x.decisions:
+        lines += ["", f"Rules for campaign {d.campaign} (professional {d.professional}, "
+                      f"{d.regime}) at this instant:"]
+        lines += [f"  {f}" for f in facts_of(d)]
     lines += ["", "Decision that would be taken at this instant (dry run, nothing recorded):"]
     for _, words in x.decisions:
         lines.append(f"  {words}")

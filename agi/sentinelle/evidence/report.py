@@ -320,7 +320,7 @@ def chart_blocks(d: ReportData) -> Chart:
     fig.autofmt_xdate()
     caption = ("Calls sentinelle refused, per " + d.bucket + ", stacked by the rule that "
                "blocked them; a call blocked by two rules counts once for each. Rule ids are "
-               "those of RULES.md (`sentinelle rules`); SYS-* are sentinelle's own faults.")
+               "those of docs/rules.md (`sentinelle rules`); SYS-* are sentinelle's own faults.")
     return Chart("chart-blocks", title, caption, _svg(fig, "chart-blocks", title))
 
 
@@ -520,7 +520,7 @@ def render_html(d: ReportData, config: Config, charts: list[Chart], store_path: 
 <p class="meta">Period: {html.escape(period)}; scope: {html.escape(scope)}.<br>
 Generated {d.generated_at.astimezone(PARIS).isoformat(sep=' ', timespec='seconds')} by sentinelle
 {__version__} from store <code>{html.escape(store_path)}</code>, config
-<code>{html.escape(config.source)}</code>. Rule ids (R-xx) are those of RULES.md.</p>
+<code>{html.escape(config.source)}</code>. Rule ids (R-xx) are those of docs/rules.md.</p>
 <section id="findings"><h2>Findings</h2><ul>{findings}</ul></section>
 <section id="summary"><h2>Summary</h2>{_table(("", "count"), summary_rows, "summary")}</section>
 {figures}

@@ -1,7 +1,7 @@
 """Retention (`sentinelle purge`) and erasure (`sentinelle forget`).
 
 Purge: evidence is kept `policy.retention_days` (3 years by default,
-RULES.md "Evidence") and then deleted, in batches, while the FastAGI service
+docs/rules.md "Evidence") and then deleted, in batches, while the FastAGI service
 keeps deciding calls on the same SQLite file. Why batches and pauses: SQLite
 has one writer at a time, and a live check waits at most
 `store.busy_timeout_ms` (1.5 s) for the lock before failing closed. So the
