@@ -82,15 +82,22 @@ def main() -> int:
                 d = decisions[seen]
                 seen = len(decisions)
                 sip = f"{r.status}" + (f" cause {r.q850}" if r.status != 200 and r.q850 else "")
-                why = ",".join(d["rules"]) or (d.get("notes") or ["-"])[0]
-                reason = d["reasons"][0].split(": ", 1)[1][:60] if d["reasons"] else ""
-                print(f"{label:<36}{number:<13}{sip:<14}{d['verdict'].upper():<8}{why} {reason}")
+                print(f"{label:<36}{number:<13}{sip:<14}{d['verdict'].upper():<8}"
+                      + "\n".join(demo_lines(d, indent=" " * 71)))
             print(f"\ncarrier received {carrier.count()} INVITE(s): {', '.join(carrier.numbers())}")
     finally:
         serve.terminate()
         serve.wait(10)
     print(f"decision log: {EXE} --config {config} history 0612345678")
     return 0
+
+
+def demo_lines(d: dict, indent: str) -> list[str]:
+    """Every blocking rule with its whole reason, one per line (a reason cut
+    mid-token, or a second rule left out, misleads the admin watching), or
+    the first note of an allowed call."""
+    lines = list(d["reasons"]) or [(d.get("notes") or ["-"])[0]]
+    return [lines[0], *(indent + line for line in lines[1:])]
 
 
 def _decisions(log: Path) -> list[dict]:

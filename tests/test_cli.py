@@ -157,3 +157,27 @@ def test_import_bloctel_refuses_a_future_date(cli, tmp_path):
     f.write_text("0612345678\n")
     r = cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2099-01-01")
     assert r.exit_code == 2 and "in the future" in r.output
+
+
+def test_times_are_paris_time_with_the_offset(cli):
+    """One rule for times: Paris time with its offset, in text and JSON, with
+    or without --at (the JSON `at` used to be UTC with microseconds)."""
+    r = cli("consent", "add", "0612345678", "--campaign", "promo", "--source", "web",
+            "--at", "2026-11-02T09:00")
+    assert r.exit_code == 0, r.output
+    cli("check", "0612345678", "--campaign", "promo", "--caller-id", NPV,
+        "--at", "2026-12-02T10:30", "--record")
+    out = cli("history", "0612345678").output
+    assert "at=2026-12-02T10:30:00+01:00" in out and "given_at=2026-11-02T09:00:00+01:00" in out
+    assert "+00:00" not in out
+    data = json.loads(cli("history", "0612345678", "--json").output)
+    assert data["attempts"][0]["at"] == "2026-12-02T10:30:00+01:00"
+    utc = json.loads(cli("history", "0612345678", "--json", "--tz", "UTC").output)
+    assert utc["attempts"][0]["at"] == "2026-12-02T09:30:00+00:00"
+    at_given = json.loads(cli("check", "0612345678", "--campaign", "promo", "--json",
+                              "--at", "2026-12-02T09:30Z").output)["at"]
+    assert at_given == "2026-12-02T10:30:00+01:00"
+    now = json.loads(cli("check", "0612345678", "--campaign", "promo", "--json").output)["at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00", now), now
+    text = cli("check", "0612345678", "--campaign", "promo", "--at", "2026-12-02T10:30").output
+    assert "local Wed 2026-12-02 10:30+01:00" in text

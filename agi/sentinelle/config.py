@@ -44,6 +44,8 @@ class ServerConfig:
     request_timeout_s: float = 2.0
     header_timeout_s: float = 2.0
     max_connections: int = 256
+    # Read by `serve --check-config` to spot dialplan/feature conflicts, when readable.
+    asterisk_etc: str = "/etc/asterisk"
 
     @property
     def host(self) -> str:

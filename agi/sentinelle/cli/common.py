@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from sentinelle.config import Config, ConfigError, load_config
 from sentinelle.core.clock import parse_instant
 from sentinelle.core.numbers import Kind, NumberError, parse
-from sentinelle.store import Store, StoreError
+from sentinelle.store import Store, StoreError, from_ts
 
 EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE = 0, 1, 2
 
@@ -103,3 +104,25 @@ def e164_of(raw: str, ctx: Ctx) -> str:
 def campaign_option(required: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--campaign", required=required, metavar="NAME",
                         help="Campaign; resolves to its professional.")
+
+
+def zone_option(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"--tz {name!r}: unknown time zone (e.g. Europe/Paris, UTC)")
+
+
+_TIME_KEYS = {"at", "slot_from", "slot_until"}
+
+
+def in_zone(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    """A store row with its instants (stored in UTC) shown in `zone` with the
+    offset: one rule for every time an admin reads."""
+    out = dict(row)
+    for key, value in row.items():
+        if isinstance(value, str) and (key in _TIME_KEYS or key.endswith("_at")):
+            instant = from_ts(value)
+            if instant is not None:
+                out[key] = instant.astimezone(zone).isoformat(timespec="seconds")
+    return out

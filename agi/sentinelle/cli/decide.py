@@ -69,7 +69,8 @@ def render(d: Decision) -> str:
     if d.callee is not None:
         where = f" {d.callee.e164}"
         if d.callee.territory and d.local_time:
-            where += f" ({d.callee.territory.value}, local {d.local_time:%a %Y-%m-%d %H:%M})"
+            local = d.local_time.isoformat(sep=" ", timespec="minutes")
+            where += f" ({d.callee.territory.value}, local {d.local_time:%a} {local})"
     lines = [f"{d.verdict.value.upper()}{where} [{d.regime}, campaign {d.campaign}]"]
     lines += [f"  {r}" for r in d.reasons]
     lines += [f"  note: {n}" for n in d.notes]

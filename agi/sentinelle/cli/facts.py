@@ -15,7 +15,9 @@ from sentinelle.cli.common import (
     campaign_option,
     e164_of,
     fail,
+    in_zone,
     store_errors,
+    zone_option,
 )
 from sentinelle.core.clock import system_clock
 from sentinelle.store import ConsentProof
@@ -140,12 +142,17 @@ def optout_remove(ctx: Ctx, number: str, campaign: str) -> None:
 @click.command("history")
 @click.argument("number")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--tz", "zone_name", default="Europe/Paris", show_default=True,
+              help="Time zone the instants are shown in.")
 @click.pass_obj
-def history_cmd(ctx: Ctx, number: str, as_json: bool) -> None:
-    """Attempts, refusals, consents and decisions recorded for one callee."""
+def history_cmd(ctx: Ctx, number: str, as_json: bool, zone_name: str) -> None:
+    """Attempts, refusals, consents and decisions recorded for one callee,
+    times in Paris time with their offset (or --tz)."""
     e164 = e164_of(number, ctx)
+    zone = zone_option(zone_name)
     with store_errors(), ctx.store(create=False) as store:
-        timeline = store.timeline(e164)
+        timeline = {name: [in_zone(row, zone) for row in rows]
+                    for name, rows in store.timeline(e164).items()}
     if as_json:
         click.echo(json.dumps({"e164": e164, **timeline}, ensure_ascii=False))
         return

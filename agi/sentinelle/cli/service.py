@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -18,6 +19,7 @@ from sentinelle.cli.common import (
 )
 from sentinelle.config import ConfigError, validate_for_listening, validate_for_serving
 from sentinelle.core.clock import system_clock
+from sentinelle.pbx.asterisk_conf import check_asterisk_dir
 from sentinelle.store import StoreError
 
 
@@ -42,6 +44,8 @@ def serve_cmd(ctx: Ctx, listen: str | None, at: datetime | None, check_config: b
     except ConfigError as exc:
         fail(str(exc))
     if check_config:
+        for warning in check_asterisk_dir(Path(config.server.asterisk_etc)):
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"config ok: {config.source} ({len(config.campaigns)} campaign(s), "
                    f"store {config.store.path}, listen {config.server.listen})")
         return

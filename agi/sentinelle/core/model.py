@@ -215,7 +215,7 @@ class Decision:
             "rules": list(self.rules),
             "reasons": list(self.reasons),
             "regime": self.regime,
-            "at": self.at.isoformat(),
+            "at": self.at.astimezone(PARIS).isoformat(timespec="seconds"),
             "retry_at": self.retry_at.isoformat() if self.retry_at else None,
             "callee": callee,
             "campaign": self.campaign,

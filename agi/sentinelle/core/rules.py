@@ -62,7 +62,7 @@ RULES: dict[str, str] = {
     "R-21": "Saturday, Sunday or a public holiday of the callee's territory",
     "R-22": "Exception: consent to be called in a stated slot lifts R-20/R-21",
     "R-30": "At most 4 attempts per rolling 30 days per professional and callee",
-    "R-31": "60 days of silence after a refusal (fr-2026: refusal revokes consent)",
+    "R-31": "60 days of silence after a refusal; the refusal revokes earlier consents (both regimes)",
     "R-40": "Masked or anonymous caller ID",
     "R-41": "Mobile caller ID",
     "R-42": "Caller ID not from the Arcep ranges allowed for this dialing mode",
