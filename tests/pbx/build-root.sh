@@ -59,11 +59,10 @@ command -v sipp >/dev/null 2>&1 || missing="$missing sip-tester"
 command -v unshare >/dev/null 2>&1 || missing="$missing util-linux"
 if [ -n "$missing" ]; then
     log "installing host prerequisites:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q || die "apt-get update failed"
+    # shellcheck source=../../scripts/lib/apt.sh
+    . "$(dirname "$0")/../../scripts/lib/apt.sh"
     # shellcheck disable=SC2086
-    apt-get install -y -q --no-install-recommends $missing \
-        || die "cannot install host prerequisites:$missing"
+    apt_install --no-install-recommends $missing || die "cannot install host prerequisites:$missing"
 fi
 
 # --- mirror, from the host's own apt configuration ----------------------------

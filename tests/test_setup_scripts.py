@@ -1,0 +1,36 @@
+"""The setup scripts install quietly: no debconf noise in the demo or test
+output, real apt errors still shown (tested with a stand-in apt-get on PATH)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_APT = """#!/bin/sh
+echo "debconf: delaying package configuration, since apt-utils is not installed" >&2
+[ "$1" = install ] && echo "E: Unable to locate package nosuchpkg" >&2
+exit 0
+"""
+
+
+def test_apt_install_drops_debconf_noise_and_keeps_errors(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "apt-get"
+    fake.write_text(FAKE_APT)
+    fake.chmod(0o755)
+    r = subprocess.run(
+        ["bash", "-c", f'. {ROOT}/scripts/lib/apt.sh; apt_install nosuchpkg; wait'],
+        capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=30)
+    assert "debconf" not in r.stderr
+    assert "E: Unable to locate package" in r.stderr
+
+
+def test_no_setup_script_calls_apt_get_by_itself():
+    for path in (ROOT / "scripts" / "bootstrap", ROOT / "scripts" / "test",
+                 ROOT / "tests" / "pbx" / "build-root.sh"):
+        host_lines = [line for line in path.read_text().splitlines()
+                      if "apt-get install" in line and "chroot" not in line
+                      and not line.lstrip().startswith(("#", "sh -c", "log "))]
+        assert not host_lines, (path, host_lines)
