@@ -181,3 +181,27 @@ def test_times_are_paris_time_with_the_offset(cli):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00", now), now
     text = cli("check", "0612345678", "--campaign", "promo", "--at", "2026-12-02T10:30").output
     assert "local Wed 2026-12-02 10:30+01:00" in text
+
+
+def test_root_refuses_a_store_owned_by_the_service_user(tmp_path):
+    """As root, on a store whose owner is the service user, an admin command
+    would leave root-owned -wal/-shm files the service cannot write: refused,
+    naming the user to run as, and nothing is created."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a store owned by another user")
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)  # nobody:nogroup, standing in for `sentinelle`
+    config = tmp_path / "sentinelle.toml"
+    config.write_text(f'[store]\npath = "{state}/sentinelle.db"\n')
+    for args in (["init"], ["history", "0612345678"],
+                 ["consent", "add", "0612345678", "--source", "web", "--campaign", "default"]):
+        r = CliRunner().invoke(main, ["--config", str(config), *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert "sudo -u nobody sentinelle" in r.output
+    assert list(state.iterdir()) == []
+    os.chown(state, 0, 0)
+    r = CliRunner().invoke(main, ["--config", str(config), "init"])
+    assert r.exit_code == 0 and (state / "sentinelle.db").exists()

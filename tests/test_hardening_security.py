@@ -327,7 +327,7 @@ def test_systemd_unit_runs_unprivileged_and_confined(tmp_path):
     assert all(e.endswith(("serve", "serve --check-config")) for e in
                unit["ExecStart"] + unit["ExecStartPre"])
     local = tmp_path / "sentinelle.service"
-    local.write_text(UNIT.read_text().replace("/opt/sentinelle/.venv/bin/sentinelle",
+    local.write_text(UNIT.read_text().replace("/opt/sentinelle/venv/bin/sentinelle",
                                               sentinelle_exe()))
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is needed to check the unit (package systemd)"

@@ -7,10 +7,13 @@ on block, 2 on a usage or config error.
 
 from __future__ import annotations
 
+import os
+import pwd
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,6 +43,7 @@ class Ctx:
 
     def store(self, create: bool = True) -> Store:
         c = self.config.store
+        refuse_root_on_service_store(c.path)
         return Store(c.path, create=create, busy_timeout_ms=c.busy_timeout_ms,
                      synchronous=c.synchronous)
 
@@ -48,6 +52,30 @@ class Ctx:
             return self.config.campaign(campaign).professional
         except ConfigError as exc:
             fail(str(exc))
+
+
+def refuse_root_on_service_store(path: str) -> None:
+    """An admin command run as root on the service user's store would leave
+    root-owned files beside it (SQLite creates the -wal and -shm files, an
+    import a journal): the service could then no longer write, and every call
+    would be blocked SYS-STORE. Refuse, and say whom to run as."""
+    if path == ":memory:" or os.geteuid() != 0:
+        return
+    store = Path(path)
+    try:
+        owner = (store if store.exists() else store.resolve().parent).stat().st_uid
+    except OSError:
+        return  # the store's own error will say what is wrong
+    if owner == 0:
+        return
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    fail(f"running as root on a store owned by {name!r} ({path}): the files SQLite would "
+         f"create beside it would belong to root and the service could no longer write "
+         f"(every call blocked, SYS-STORE). Run it as the store's owner: "
+         f"sudo -u {name} sentinelle ...")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
