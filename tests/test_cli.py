@@ -157,3 +157,31 @@ def test_import_bloctel_refuses_a_future_date(cli, tmp_path):
     f.write_text("0612345678\n")
     r = cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2099-01-01")
     assert r.exit_code == 2 and "in the future" in r.output
+
+
+def test_import_bloctel_refuses_an_empty_file_and_keeps_the_list(cli, tmp_path):
+    """Issue #10 item 1: `: > empty.csv` used to replace the list (exit 0)."""
+    f = tmp_path / "b.txt"
+    f.write_text("0612345678\n0611111111\n0622222222\n")
+    assert cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2026-07-01").exit_code == 0
+    for data in (b"", b"<html><body>Service indisponible</body></html>", b"\x00\x01binary"):
+        empty = tmp_path / "empty.csv"
+        empty.write_bytes(data)
+        r = cli("import", "bloctel", str(empty), "--campaign", "promo", "--date", "2026-07-02")
+        assert r.exit_code == 1 and "nothing imported" in r.output and "imported 0" not in r.output
+    r = cli("check", "0612345678", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-07-02T10:30", "--json")
+    assert json.loads(r.output)["rules"] == ["R-10"]  # still opposed, on the 07-01 snapshot
+    f.write_text("0612345678\n")
+    r = cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2026-07-02")
+    assert r.exit_code == 1 and "--allow-shrink" in r.output
+    r = cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2026-07-02",
+            "--allow-shrink")
+    assert r.exit_code == 0 and "imported 1" in r.output
+
+
+def test_import_csv_refuses_a_header_without_rows(cli, tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("number,department\n")
+    r = cli("import", "departments", str(f))
+    assert r.exit_code == 1 and "no data row" in r.output

@@ -334,10 +334,13 @@ def _report(result_count: int, skipped: list[Any], what: str) -> None:
 @click.option("--kind", type=click.Choice(["opposed", "cleaned"]), default="opposed",
               show_default=True, help="opposed: numbers to block; cleaned: numbers callable.")
 @click.option("--skip-invalid", is_flag=True, help="Skip and report invalid lines instead of aborting.")
+@click.option("--allow-shrink", is_flag=True,
+              help="Accept a snapshot under half the size of the current one (same kind).")
 @click.pass_obj
 def import_bloctel_cmd(ctx: Ctx, file: Path, campaign: str, snapshot_date: date, kind: str,
-                       skip_invalid: bool) -> None:
-    """Replace the professional's Bloctel snapshot atomically (R-10)."""
+                       skip_invalid: bool, allow_shrink: bool) -> None:
+    """Replace the professional's Bloctel snapshot atomically (R-10). An empty,
+    binary or markup file, or a snapshot under half the current one, is refused."""
     from .clock import PARIS
 
     today = system_clock().astimezone(PARIS).date()
@@ -349,7 +352,7 @@ def import_bloctel_cmd(ctx: Ctx, file: Path, campaign: str, snapshot_date: date,
         task = bar.add_task("import", total=file.stat().st_size)
         try:
             result = import_bloctel(store, pro, file, snapshot_date, kind,
-                                    skip_invalid=skip_invalid,
+                                    skip_invalid=skip_invalid, allow_shrink=allow_shrink,
                                     progress=lambda n: bar.advance(task, n))
         except ImportRejected as exc:
             fail(str(exc), EXIT_BLOCK)
