@@ -185,3 +185,27 @@ def test_import_csv_refuses_a_header_without_rows(cli, tmp_path):
     f.write_text("number,department\n")
     r = cli("import", "departments", str(f))
     assert r.exit_code == 1 and "no data row" in r.output
+
+
+def test_department_971_names_the_island_of_a_590_mobile(cli, tmp_path):
+    """With department 971 imported, a 0690 mobile is judged on Guadeloupe's
+    calendar only: Saint-Barthélemy's 9 October is open, 27 May is not."""
+    d = tmp_path / "d.csv"
+    d.write_text("number,department\n0690123456,971\n")
+    assert cli("import", "departments", str(d)).exit_code == 0
+    cli("consent", "add", "0690123456", "--campaign", "promo", "--source", "web",
+        "--at", "2026-10-01T09:00")
+    r = cli("check", "0690123456", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-10-09T11:00:00-04:00", "--json")
+    assert r.exit_code == 0, r.output
+    b = tmp_path / "b.txt"
+    b.write_text("0612345678\n")
+    cli("import", "bloctel", str(b), "--campaign", "promo", "--date", "2026-05-26")
+    r = cli("check", "0690123456", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-05-27T11:00:00-04:00", "--json")
+    assert json.loads(r.output)["rules"] == ["R-21"]
+    d.write_text("number,department\n0690123456,977\n")
+    cli("import", "departments", str(d))
+    r = cli("check", "0690123456", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-10-09T11:00:00-04:00", "--json")
+    assert json.loads(r.output)["rules"] == ["R-21"]

@@ -498,6 +498,32 @@ def test_r21_overseas_holidays(dialled, tz, day):
     assert_allowed(run(on(day, 11), clean(on(day, 11), department="75")))
 
 
+def test_r21_saint_martin_fixed_line_on_saint_martin_day():
+    """0590 87 serves Saint-Martin or Saint-Barthélemy (libphonenumber): 28 May,
+    Saint-Martin's abolition day, blocks it (it was judged on Saint-Barthélemy's calendar)."""
+    d = run(on(date(2026, 5, 28), 11, tz=GUADELOUPE), dialled="0590871234")
+    assert d.rules == ("R-21",)
+    assert "(MF;" in d.reasons[0]
+    assert_allowed(run(on(date(2026, 5, 27), 11, tz=GUADELOUPE), dialled="0590871234"))
+
+
+@pytest.mark.parametrize("day", [date(2026, 5, 27), date(2026, 5, 28), date(2026, 10, 9)])
+@pytest.mark.parametrize("mobile", ["0690123456", "0691301234", "+590 690 12 34 56", "0709012345"])
+def test_r21_590_mobile_blocked_on_every_island_day(mobile, day):
+    """A +590 mobile does not say which island it serves: every island's day blocks it."""
+    when = on(day, 11, tz=GUADELOUPE)
+    d = run(when, dialled=mobile)
+    assert d.rules == ("R-21",)
+    assert d.retry_at is not None and d.retry_at > when
+
+
+def test_r21_department_names_the_island_of_a_590_mobile():
+    oct_9, may_27 = on(date(2026, 10, 9), 11, tz=GUADELOUPE), on(date(2026, 5, 27), 11, tz=GUADELOUPE)
+    assert_allowed(run(oct_9, clean(oct_9, department="971"), dialled="0690123456"))
+    assert run(may_27, clean(may_27, department="971"), dialled="0690123456").rules == ("R-21",)
+    assert run(oct_9, clean(oct_9, department="977"), dialled="0690123456").rules == ("R-21",)
+
+
 def test_r21_day_is_the_callee_day():
     """Monday 05:30 in Paris is still Sunday 23:30 in Guadeloupe: the weekend
     is judged on the callee's calendar (R-21 reported, not just R-20)."""

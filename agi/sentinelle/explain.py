@@ -217,7 +217,7 @@ def _facts(config: Config, store: Store, number: Number, professional: str, at: 
     else:
         facts.append("R-31 no refusal in the last 60 days")
     if number.territory is not None:
-        ok, rule, reason = calendar.allowed_at(number.territory, at, h.department,
+        ok, rule, reason = calendar.allowed_at(number.territories, at, h.department,
                                                policy.cautious_alsace)
         local = at.astimezone(zone)
         dept = f", department {h.department}" if h.department else ""

@@ -191,7 +191,7 @@ def audit(conn: sqlite3.Connection, config: Config) -> AuditReport:
                     bad("R-02", aid, at, "foreign number with policy foreign=block")
                 continue
             valid = [c for c in consents.get(key, ()) if _valid(c, at, last_refusal, tz, policy)]
-            ok, _rule, reason = calendar.allowed_at(number.territory, at, departments.get(e164),
+            ok, _rule, reason = calendar.allowed_at(number.territories, at, departments.get(e164),
                                                     policy.cautious_alsace)
             if not ok and not any(c.slot_from is not None and c.slot_until is not None
                                   and c.slot_from <= at < c.slot_until for c in valid):

@@ -265,7 +265,7 @@ def _prospecting_findings(
 
     slot = _slot_consent(history.consents, call.at, policy, last_refusal, tz)
     ok, rule, reason = calendar.allowed_at(
-        callee.territory, call.at, history.department, policy.cautious_alsace
+        callee.territories, call.at, history.department, policy.cautious_alsace
     )
     if not ok and slot is not None:
         notes.append(f"R-22 consent slot {slot.slot_from} - {slot.slot_until} lifts {rule}")
@@ -450,7 +450,7 @@ def _retry_at(
             return None  # an obstacle that does not move with time: do not loop
         t = max([t, *lifts])
         candidates = []
-        nxt = calendar.next_allowed(callee.territory, t, history.department, policy.cautious_alsace)
+        nxt = calendar.next_allowed(callee.territories, t, history.department, policy.cautious_alsace)
         if nxt is not None:
             candidates.append(nxt)
         for c in history.consents:  # a slot may open before the next ordinary window
