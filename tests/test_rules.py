@@ -825,13 +825,40 @@ def test_caller_id_not_given_is_noted_not_checked():
                                     "0694123456", "0696123456", "0697123456"])
 def test_r41_mobile_caller_id(purpose, mobile):
     d = run(WHEN_2026, caller_id=mobile, campaign=campaign(purpose, Dialing.MANUAL))
-    assert d.rules == ("R-41",)
+    # Neither an NPV nor an authorised non-mobile number: R-42 applies as well.
+    assert d.rules == ("R-41", "R-42")
 
 
 def test_r41_even_if_the_admin_lists_the_mobile():
     pro = Professional("acme", caller_ids=frozenset({"+33612345678"}))
     d = run(WHEN_2026, caller_id="0612345678", professional=pro, campaign=campaign(dialing=Dialing.MANUAL))
-    assert d.rules == ("R-41",)
+    # R-42 (manual) authorises listed NON-mobile numbers only: listing a mobile lifts nothing.
+    assert d.rules == ("R-41", "R-42")
+    assert "non-mobile" in d.reasons[1]
+
+
+@pytest.mark.parametrize("purpose", ALL_PURPOSES)
+@pytest.mark.parametrize("dialing", list(Dialing))
+@pytest.mark.parametrize("caller_id", [
+    "0712345678", "07 00 00 00 00", "0729123456",  # 07 ranges libphonenumber calls unallocated
+    "+33712345678", "0033 7 12 34 56 78", "+33 (0)7 12 34 56 78", "+33 0712345678",
+    "0709412345",  # a 07 09 block beyond the overseas ones
+    "+596 690 12 34 56", "+262 690123456",  # an overseas mobile under the wrong country code
+    "06123",  # not even a whole number: still "begins with 06"
+])
+def test_r41_any_caller_id_that_begins_with_06_or_07(caller_id, dialing, purpose):
+    """R-41's own words: "any number that begins with 06 or 07, whatever the
+    sub-range". The parser calls these invalid, which is R-42 as well: both are listed."""
+    d = run(WHEN_2026, caller_id=caller_id, campaign=campaign(purpose, dialing))
+    assert d.rules == ("R-41", "R-42")
+    assert d.retry_at is None
+
+
+@pytest.mark.parametrize("caller_id", ["0612345678", "+33 690 12 34 56", "0508551234"])
+def test_r41_and_r42_both_listed_for_automated_dialing(caller_id):
+    d = run(WHEN_2026, caller_id=caller_id)
+    assert d.rules == ("R-41", "R-42")
+    assert "NPV" in d.reasons[1]
 
 
 NPVS = ["0162000000", "0163000000", "0270000000", "0271000000", "0377000000", "0378000000",

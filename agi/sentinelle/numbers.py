@@ -44,7 +44,7 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import PhoneNumber, PhoneNumberType
 
-__all__ = ["Kind", "Number", "NumberError", "Territory", "parse", "parse_caller_id"]
+__all__ = ["Kind", "Number", "NumberError", "Territory", "national_digits", "parse", "parse_caller_id"]
 
 MAX_RAW_LENGTH = 64  # longer input is rejected before any real work (cheap DoS guard)
 
@@ -168,6 +168,25 @@ def parse_caller_id(raw: str) -> Number:
     """Parse a presented caller ID (R-40..R-43): no short numbers, no outside prefix,
     because neither can legitimately appear as a presented number."""
     return _parse(raw, "", False)
+
+
+def national_digits(raw: str) -> str:
+    """The French national form ("0" + significant digits) of a presented
+    number, read off its shape alone, or "" for a shape that is not the French
+    plan's. No length or allocation check, on purpose: R-41 blocks "any number
+    that begins with 06 or 07, whatever the sub-range", including those
+    `parse_caller_id` refuses (an unallocated 07 range, +596 690...)."""
+    s = _SEPARATORS.sub("", _TRUNK_MARK.sub(r"\1\2", raw.strip()))
+    if s.startswith("00"):
+        s = "+" + s[2:]
+    if not s.startswith("+"):
+        return s if s.startswith("0") and s.isascii() and s.isdigit() else ""
+    for cc in _FRENCH_CODES:  # country codes are prefix-free
+        nsn = s.removeprefix(f"+{cc}")
+        if nsn != s and nsn.isascii() and nsn.isdigit():
+            nsn = nsn[1:] if cc == 33 and nsn.startswith("0") else nsn
+            return ("0508" if cc == 508 else "0") + nsn
+    return ""
 
 
 @lru_cache(maxsize=8192)

@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import calendar
-from .numbers import Kind, Number, NumberError, parse_caller_id
+from .numbers import Kind, Number, NumberError, national_digits, parse_caller_id
 from .policy import Campaign, Dialing, Policy, Professional, Purpose, Regime
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -392,18 +392,39 @@ def _frequency_findings(call: Call, history: History, tz: ZoneInfo) -> list[_Fin
 
 
 def _caller_id_findings(call: Call) -> list[_Finding]:
-    """R-40..R-43 apply to every purpose (RULES.md "Scope")."""
+    """R-40..R-43 apply to every purpose (RULES.md "Scope"). Like `decide`,
+    every rule that applies is reported: a mobile caller ID breaks R-41 and,
+    being neither an NPV nor an authorisable non-mobile number, R-42 too."""
     if call.caller_id is None and not call.masked:
         return []  # not presented by the caller of the API: see `decide` notes
     raw = (call.caller_id or "").strip()
     if call.masked or raw.lower() in ("", "anonymous", "unknown", "restricted", "private"):
         return [_Finding("R-40", "masked or anonymous caller ID")]
     try:
-        number = parse_caller_id(raw)
+        number: Number | NumberError = parse_caller_id(raw)
     except NumberError as exc:
-        return [_Finding("R-42", f"caller ID is not a valid number: {exc}")]
-    if number.kind is Kind.MOBILE:
+        number = exc
+    return _mobile_findings(raw, number) + _range_findings(call, number)
+
+
+def _mobile_findings(raw: str, number: Number | NumberError) -> list[_Finding]:
+    """R-41 reads the digits as presented, not the parser's verdict: "any number
+    that begins with 06 or 07, whatever the sub-range" covers the unallocated
+    07 ranges and the overseas mobiles under a wrong country code, which the
+    parser refuses as invalid."""
+    if isinstance(number, Number) and number.kind is Kind.MOBILE:
         return [_Finding("R-41", f"mobile caller ID {number.national or number.e164}")]
+    national = national_digits(raw)
+    if national.startswith(("06", "07")):
+        return [_Finding("R-41", f"caller ID {national} begins with {national[:2]}: a mobile "
+                         "number, whatever the sub-range")]
+    return []
+
+
+def _range_findings(call: Call, number: Number | NumberError) -> list[_Finding]:
+    """R-42 and R-43: the ranges allowed for the campaign's dialing mode."""
+    if isinstance(number, NumberError):
+        return [_Finding("R-42", f"caller ID is not a valid number: {number}")]
     if number.kind is Kind.FOREIGN or not number.national:
         return [_Finding("R-42", f"caller ID {number.e164} is not a French number")]
     national = number.national
@@ -416,12 +437,12 @@ def _caller_id_findings(call: Call) -> list[_Finding]:
             return [_Finding("R-42", f"automated dialing requires an Arcep NPV caller ID; "
                              f"{national} is not one")]
         return []
-    if is_npv or number.e164 in call.professional.caller_ids:
+    if is_npv or (number.e164 in call.professional.caller_ids and number.kind is not Kind.MOBILE):
         return []
     if national.startswith(TECHNICAL_PREFIXES):
         return []  # explicitly authorised by the admin (R-43 exception)
-    return [_Finding("R-42", f"manual dialing: caller ID {national} is neither an NPV nor "
-                     f"authorised for professional {call.professional.name}")]
+    return [_Finding("R-42", f"manual dialing: caller ID {national} is neither an NPV nor a "
+                     f"non-mobile number authorised for professional {call.professional.name}")]
 
 
 _RETRY_STEPS = 16  # each step jumps past at least one obstacle; more means "ask a human"
