@@ -124,7 +124,7 @@ def test_import_bloctel_rejects_bad_file_with_line_number(cli, tmp_path):
 def test_rules_lists_every_rule_id():
     out = CliRunner().invoke(main, ["rules"]).output
     ids = re.findall(r"^(R-\d\d)", out, re.M)
-    assert ids == ["R-00", "R-01", "R-02", "R-10", "R-11", "R-12", "R-20", "R-21", "R-22",
+    assert ids == ["R-00", "R-01", "R-02", "R-10", "R-11", "R-12", "R-13", "R-20", "R-21", "R-22",
                    "R-30", "R-31", "R-40", "R-41", "R-42", "R-43"]
 
 

@@ -23,6 +23,7 @@ from sentinelle.policy import (
     Policy,
     Purpose,
     Regime,
+    Sector,
     load_config,
     parse_config,
     regime_for,
@@ -349,3 +350,22 @@ def test_press_is_prospecting_service_b2b_are_not():
     """Press is exempt from the gate only (R-10/R-11); hours and frequency apply."""
     assert Purpose.PRESS.is_consumer_prospecting and Purpose.PROSPECTING.is_consumer_prospecting
     assert not Purpose.SERVICE.is_consumer_prospecting and not Purpose.B2B.is_consumer_prospecting
+
+
+# --- R-13: a campaign declares its sector ------------------------------------------------------
+
+
+def test_campaign_sector_defaults_to_other_and_loads_every_value(tmp_path):
+    assert load_config(str(write(tmp_path, SCHEMA))).campaign("promo").sector is Sector.OTHER
+    for sector in ("energy-renovation", "home-adaptation", "other"):
+        c = parse_config(merged(f'[campaigns.promo]\nsector = "{sector}"'), base_dir=tmp_path)
+        assert c.campaign("promo").sector is Sector(sector)
+    # RULES.md R-13: these two sectors are banned outright, the neutral default is not.
+    assert {s for s in Sector if s.is_banned} == {Sector.ENERGY_RENOVATION, Sector.HOME_ADAPTATION}
+
+
+@pytest.mark.parametrize("value", ['"energy"', '"Energy-Renovation"', '"solar panels"', "1", "true"])
+def test_campaign_sector_is_validated(tmp_path, value):
+    with pytest.raises(ConfigError) as err:
+        parse_config(merged(f"[campaigns.promo]\nsector = {value}"), base_dir=tmp_path)
+    assert err.value.key == "campaigns.promo.sector"

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentinelle.numbers import NumberError, parse
-from sentinelle.policy import Campaign, Dialing, Policy, Professional, Purpose
+from sentinelle.policy import Campaign, Dialing, Policy, Professional, Purpose, Sector
 from sentinelle.rules import (
     RULES,
     Bloctel,
@@ -116,7 +116,7 @@ def test_baseline_allowed_in_both_regimes():
 
 
 def test_every_rule_id_is_documented():
-    for rid in ("R-00", "R-01", "R-02", "R-10", "R-11", "R-12", "R-20", "R-21", "R-22",
+    for rid in ("R-00", "R-01", "R-02", "R-10", "R-11", "R-12", "R-13", "R-20", "R-21", "R-22",
                 "R-30", "R-31", "R-40", "R-41", "R-42", "R-43"):
         assert rid in RULES
 
@@ -796,6 +796,60 @@ def test_r31_latest_refusal_picked_by_instant_not_wall_clock():
     h = History(refusals=(first, second), consents=(slot,))
     assert run(lift - timedelta(minutes=10), h).rules == ("R-31",)
     assert_allowed(run(lift, h))
+
+
+# --- R-13 banned sectors ----------------------------------------------------------------------
+
+BANNED = [Sector.ENERGY_RENOVATION, Sector.HOME_ADAPTATION]
+
+
+def sector_campaign(sector: Sector, purpose: Purpose = Purpose.PROSPECTING) -> Campaign:
+    return Campaign(f"{sector.value}-{purpose.value}", "acme", purpose=purpose, sector=sector)
+
+
+@pytest.mark.parametrize("day", [FR2023_DAY, FR2026_DAY])
+@pytest.mark.parametrize("sector", BANNED)
+def test_r13_banned_sector_blocks_whatever_the_consent(sector, day):
+    """A clean history (fresh Bloctel, recent consent) inside the hours: still forbidden."""
+    d = run(on(day), campaign=sector_campaign(sector))
+    assert d.rules == ("R-13",)
+    assert sector.value in d.reasons[0]
+    assert d.retry_at is None  # time never makes it legal
+    assert d.counts is False
+
+
+@pytest.mark.parametrize("sector", BANNED)
+def test_r13_retry_at_stays_none_with_hour_obstacles(sector):
+    sunday_night = paris(2026, 9, 13, 22, 0)
+    d = run(sunday_night, campaign=sector_campaign(sector))
+    assert set(d.rules) == {"R-13", "R-21"}
+    assert d.retry_at is None
+
+
+@pytest.mark.parametrize("sector", BANNED)
+def test_r13_contract_in_progress_lifts_it(sector):
+    when = on(FR2026_DAY)
+    assert_allowed(run(when, clean(when, contract=True, consents=()), campaign=sector_campaign(sector)))
+
+
+@pytest.mark.parametrize("sector", BANNED)
+def test_r13_applies_to_press_not_to_service_or_b2b(sector):
+    when = on(FR2026_DAY)
+    assert run(when, campaign=sector_campaign(sector, Purpose.PRESS)).rules == ("R-13",)
+    for purpose in (Purpose.SERVICE, Purpose.B2B):
+        assert_allowed(run(when, campaign=sector_campaign(sector, purpose)))
+
+
+def test_r13_applies_to_foreign_callees_too():
+    """Outside French law for R-02's sake (foreign = "allow"), but the callee
+    may be a French consumer on a foreign line: the cautious reading blocks."""
+    d = run(on(FR2026_DAY), dialled="+4930123456", campaign=sector_campaign(Sector.HOME_ADAPTATION),
+            policy=Policy(foreign="allow"))
+    assert d.rules == ("R-13",)
+
+
+def test_r13_other_sector_is_neutral():
+    assert_allowed(run(on(FR2026_DAY), campaign=sector_campaign(Sector.OTHER)))
 
 
 # --- R-40..R-43 caller ID ---------------------------------------------------------------------

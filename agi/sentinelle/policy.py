@@ -44,6 +44,24 @@ class Purpose(StrEnum):
         return self in (Purpose.PROSPECTING, Purpose.PRESS)
 
 
+class Sector(StrEnum):
+    """What a campaign sells, for R-13 (values named after RULES.md's wording).
+
+    Telephone prospecting for energy-renovation work or equipment (loi
+    2020-901) and for home-adaptation work (loi 2025-594) is forbidden
+    outright, whatever the consent. `other` is the neutral default: any sector
+    the law does not ban.
+    """
+
+    ENERGY_RENOVATION = "energy-renovation"
+    HOME_ADAPTATION = "home-adaptation"
+    OTHER = "other"
+
+    @property
+    def is_banned(self) -> bool:
+        return self in (Sector.ENERGY_RENOVATION, Sector.HOME_ADAPTATION)
+
+
 class Dialing(StrEnum):
     AUTOMATED = "automated"
     MANUAL = "manual"
@@ -91,6 +109,7 @@ class Campaign:
     purpose: Purpose = Purpose.PROSPECTING
     dialing: Dialing = Dialing.AUTOMATED
     fail_open: bool = False  # on internal error: closed (block) unless the admin opts out
+    sector: Sector = Sector.OTHER  # R-13: banned sectors block every prospecting call
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +420,7 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         prefix = f"campaigns.{name}"
         if not isinstance(table, dict):
             raise ConfigError(prefix, "must be a table")
-        _check_keys(table, prefix, {"professional", "purpose", "dialing", "fail_open"})
+        _check_keys(table, prefix, {"professional", "purpose", "dialing", "fail_open", "sector"})
         if "professional" not in table:
             raise ConfigError(f"{prefix}.professional", "required: every campaign maps to a professional")
         pro = _get(table, prefix, "professional", str, "")
@@ -413,6 +432,7 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
             purpose=Purpose(_choice(table, prefix, "purpose", set(Purpose), "prospecting")),
             dialing=Dialing(_choice(table, prefix, "dialing", set(Dialing), "automated")),
             fail_open=_get(table, prefix, "fail_open", bool, False),
+            sector=Sector(_choice(table, prefix, "sector", set(Sector), Sector.OTHER.value)),
         )
     if not campaigns:
         defaults = _defaults()

@@ -49,6 +49,8 @@ RULES: dict[str, str] = {
     "R-10": "fr-2023: callee on the Bloctel opposition snapshot, or snapshot stale/missing",
     "R-11": "fr-2026: no valid prior consent (opt-in) from the callee to this professional",
     "R-12": "Callee on this professional's internal opposition list",
+    "R-13": "Banned sector (energy-renovation, home-adaptation): no prospecting call, "
+            "whatever the consent, unless a contract is in progress",
     "R-20": "Outside Mon-Fri 10:00-13:00 / 14:00-20:00 in the callee's local time",
     "R-21": "Saturday, Sunday or a public holiday of the callee's territory",
     "R-22": "Exception: consent to be called in a stated slot lifts R-20/R-21",
@@ -221,6 +223,8 @@ def decide(call: Call, callee: Number | NumberError, history: History, policy: P
 
     if history.opted_out:
         findings.append(_Finding("R-12", "callee asked this professional never to call again"))
+    if prospecting:
+        findings.extend(_sector_findings(call, history))
 
     if callee.kind is Kind.FOREIGN:
         if prospecting and policy.foreign == "block":
@@ -276,6 +280,18 @@ def _prospecting_findings(
     findings.extend(_frequency_findings(call, history, tz))
     findings.extend(_refusal_findings(call, last_refusal, tz))
     return findings
+
+
+def _sector_findings(call: Call, history: History) -> list[_Finding]:
+    """R-13: a banned sector's prospecting is forbidden outright, so no consent,
+    list or hour lifts it (no `lifts_at`: retry_at stays None); only a contract
+    in progress with the callee does. Foreign callees too (they may be French
+    consumers on a foreign line): the cautious reading."""
+    sector = call.campaign.sector
+    if not sector.is_banned or history.contract:
+        return []
+    return [_Finding("R-13", f"campaign sector {sector.value}: prospecting calls are forbidden "
+                             "whatever the consent; only a contract in progress lifts it")]
 
 
 def _refusal_findings(call: Call, last_refusal: datetime | None, tz: ZoneInfo) -> list[_Finding]:
