@@ -13,8 +13,10 @@ Reference days (all checked against the calendar):
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -145,6 +147,34 @@ def test_r01_unparsable_blocks_with_raw_input(raw):
     assert repr(raw) in d.reasons[0]  # the raw input, quoted, for the auditor
     assert d.counts is False
     assert d.retry_at is None
+
+
+def _repeated_phrase(text: str) -> str | None:
+    """A word said twice in a row, or a two-word phrase said twice: what a
+    message prefix repeated by the message it wraps looks like."""
+    words = re.findall(r"\w+", text.lower())
+    pairs = list(pairwise(words))
+    for a, b in pairs:
+        if a == b:
+            return a
+    twice = sorted({" ".join(p) for p in pairs if pairs.count(p) > 1})
+    return twice[0] if twice else None
+
+
+BAD_INPUTS = ["06444", "abc", "06ABC", "+44 1234 5", "+33 6 12", "0712345678", "33612345678",
+              "+596 690 12 34 56", "0508000000", "9" * 70, "٠٦١٢٣٤٥٦٧٨"]
+
+
+@pytest.mark.parametrize("raw", BAD_INPUTS)
+def test_r01_r42_reasons_say_things_once(raw):
+    """Issue #10 item 12: "R-01: unparsable number: unparsable number '06444'"."""
+    d = run(on(FR2026_DAY), dialled=raw)
+    assert d.rules == ("R-01",)
+    caller = run(on(FR2026_DAY), caller_id=raw)
+    assert "R-42" in caller.rules
+    for reason in d.reasons + caller.reasons:
+        assert _repeated_phrase(reason) is None, reason
+    assert d.reasons[0].startswith(f"R-01: unparsable number {raw[:64]!r}") or len(raw) > 64
 
 
 @pytest.mark.parametrize("purpose", [Purpose.PROSPECTING, Purpose.PRESS])

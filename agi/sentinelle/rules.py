@@ -202,7 +202,8 @@ def decide(call: Call, callee: Number | NumberError, history: History, policy: P
     every reason and `retry_at` accounts for every obstacle at once.
     """
     if isinstance(callee, NumberError):
-        return _decision(call, policy, Verdict.BLOCK, [_Finding("R-01", f"unparsable number: {callee}")])
+        # NumberError's message already reads "unparsable number '<raw>': <why>".
+        return _decision(call, policy, Verdict.BLOCK, [_Finding("R-01", str(callee))])
     if callee.kind is Kind.SHORT:
         return _decision(
             call, policy, Verdict.ALLOW, [], callee=callee,
@@ -440,7 +441,7 @@ def _mobile_findings(raw: str, number: Number | NumberError) -> list[_Finding]:
 def _range_findings(call: Call, number: Number | NumberError) -> list[_Finding]:
     """R-42 and R-43: the ranges allowed for the campaign's dialing mode."""
     if isinstance(number, NumberError):
-        return [_Finding("R-42", f"caller ID is not a valid number: {number}")]
+        return [_Finding("R-42", f"invalid caller ID {number.raw!r}: {number.why}")]
     if number.kind is Kind.FOREIGN or not number.national:
         return [_Finding("R-42", f"caller ID {number.e164} is not a French number")]
     national = number.national
