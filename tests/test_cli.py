@@ -209,3 +209,38 @@ def test_department_971_names_the_island_of_a_590_mobile(cli, tmp_path):
     r = cli("check", "0690123456", "--campaign", "promo", "--caller-id", NPV,
             "--at", "2026-10-09T11:00:00-04:00", "--json")
     assert json.loads(r.output)["rules"] == ["R-21"]
+
+
+def _from_now(**delta: float) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat(timespec="seconds")
+
+
+@pytest.mark.parametrize("command", [
+    ("consent", "add", "0612345678", "--campaign", "promo", "--source", "web"),
+    ("consent", "revoke", "0612345678", "--campaign", "promo"),
+    ("refusal", "add", "0612345678", "--campaign", "promo"),
+])
+def test_future_instants_are_refused_unless_allowed(cli, command):
+    """Issue #10 item 14: a consent or refusal dated next year by a typo would
+    keep a consent alive (or a callee callable) for the wrong year."""
+    r = cli(*command, "--at", _from_now(days=365))
+    assert r.exit_code == 2 and "--at" in r.output and "in the future" in r.output
+    assert "--allow-future" in r.output
+    timeline = json.loads(cli("history", "0612345678", "--json").output)
+    assert timeline["consents"] == [] and timeline["refusals"] == []
+    assert cli(*command, "--at", _from_now(minutes=3)).exit_code == 0  # clock skew tolerated
+    assert cli(*command, "--at", _from_now(days=365), "--allow-future").exit_code == 0
+
+
+def test_import_consents_refuses_a_future_given_at(cli, tmp_path):
+    f = tmp_path / "c.csv"
+    f.write_text("number,campaign,given_at,source\n"
+                 f"0612345678,promo,2026-11-01T10:00:00+01:00,web\n0611111111,promo,{_from_now(days=365)},web\n")
+    r = cli("import", "consents", str(f))
+    assert r.exit_code == 1 and "line 3" in r.output and "given_at" in r.output
+    assert "in the future" in r.output
+    assert json.loads(cli("history", "0612345678", "--json").output)["consents"] == []
+    r = cli("import", "consents", str(f), "--allow-future")
+    assert r.exit_code == 0 and "imported 2" in r.output

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from sentinelle.clock import FUTURE_TOLERANCE
 from sentinelle.imports import ImportRejected, bloctel_number, import_bloctel, import_csv
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -210,3 +211,27 @@ def test_csv_refuses_when_every_row_is_skipped(store, config, tmp_path):
     with pytest.raises(ImportRejected, match="no valid row"):
         import_csv(store, config, "departments", f, skip_invalid=True)
     assert store.count("departments") == 0
+
+
+def test_consents_given_in_the_future_are_refused(store, config, tmp_path):
+    """A given_at past `now` + FUTURE_TOLERANCE is a typo until said otherwise:
+    the consent would stay valid up to a year too long (R-11)."""
+    now = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+    skewed = now + FUTURE_TOLERANCE - timedelta(seconds=1)
+    f = tmp_path / "c.csv"
+    f.write_text("number;campaign;given_at;source\n"
+                 "0612345678;promo;2026-11-01T10:00;web\n"
+                 f"0611111111;promo;{skewed.isoformat()};web\n"
+                 "0622222222;promo;2027-11-01T10:00;web\n")
+    with pytest.raises(ImportRejected) as exc:
+        import_csv(store, config, "consents", f, now=now)
+    assert [e.line for e in exc.value.errors] == [4]
+    assert "given_at" in str(exc.value) and "in the future" in str(exc.value)
+    assert store.count("consents") == 0
+    res = import_csv(store, config, "consents", f, now=now, skip_invalid=True)
+    assert res.count == 2 and [e.line for e in res.skipped] == [4]
+    assert import_csv(store, config, "consents", f, now=now, allow_future=True).count == 3
+
+
+def test_future_tolerance_is_five_minutes():
+    assert timedelta(minutes=5) == FUTURE_TOLERANCE

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__, logs
-from .clock import parse_instant, system_clock
+from .clock import parse_instant, refuse_future, system_clock
 from .guard import Request, check
 from .imports import ImportRejected, import_bloctel, import_csv
 from .numbers import Kind, NumberError, parse
@@ -112,6 +112,24 @@ def campaign_option(required: bool = True) -> Callable[[Callable[..., Any]], Cal
                         help="Campaign; resolves to its professional.")
 
 
+def allow_future_option(enabled: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    if not enabled:
+        return lambda command: command
+    return click.option("--allow-future", is_flag=True,
+                        help="Accept instants more than 5 minutes ahead of this host's clock.")
+
+
+def past_instant(at: datetime | None, allow_future: bool, what: str = "--at") -> datetime:
+    """`at`, or now; a future `at` is refused (exit 2) unless `allow_future`."""
+    now = system_clock()
+    if at is not None and not allow_future:
+        try:
+            refuse_future(at, now, what)
+        except ValueError as exc:
+            fail(str(exc))
+    return at or now
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", envvar="SENTINELLE_CONFIG",
               help="TOML config (else $SENTINELLE_CONFIG, ./sentinelle.toml, built-in defaults).")
@@ -194,13 +212,15 @@ def refusal() -> None:
 @campaign_option()
 @click.option("--at", type=INSTANT, help="When the callee refused (default now).")
 @click.option("--attempt", type=int, help="Attempt id, makes the refusal idempotent per call.")
+@allow_future_option()
 @click.pass_obj
 def refusal_add(ctx: Ctx, number: str, campaign: str, at: datetime | None,
-                attempt: int | None) -> None:
+                attempt: int | None, allow_future: bool) -> None:
     """Record a refusal: 60 days of silence (R-31); under fr-2026 it revokes consent."""
     e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    at = past_instant(at, allow_future)
     with store_errors(), ctx.store() as store:
-        new = store.add_refusal(pro, campaign, e164, at or system_clock(), "cli", attempt)
+        new = store.add_refusal(pro, campaign, e164, at, "cli", attempt)
     click.echo(f"refusal {'recorded' if new else 'already recorded'}: {e164} ({pro})")
 
 
@@ -219,17 +239,18 @@ def consent() -> None:
 @click.option("--evidence", default="", help="Reference of the stored evidence.")
 @click.option("--slot-from", type=INSTANT, help="R-22: may be called from (outside hours).")
 @click.option("--slot-until", type=INSTANT, help="R-22: ... until (exclusive).")
+@allow_future_option()
 @click.pass_obj
 def consent_add(ctx: Ctx, number: str, campaign: str, source: str, at: datetime | None,
                 channel: str, wording: str, evidence: str, slot_from: datetime | None,
-                slot_until: datetime | None) -> None:
+                slot_until: datetime | None, allow_future: bool) -> None:
     """Record a consent and its proof."""
     if (slot_from is None) != (slot_until is None):
         fail("--slot-from and --slot-until go together")
     if slot_from and slot_until and slot_until <= slot_from:
         fail("--slot-until must be after --slot-from")
     e164, pro = e164_of(number, ctx), ctx.professional(campaign)
-    proof = ConsentProof(source=source, given_at=at or system_clock(), channel=channel,
+    proof = ConsentProof(source=source, given_at=past_instant(at, allow_future), channel=channel,
                          wording=wording, evidence_ref=evidence, slot_from=slot_from,
                          slot_until=slot_until)
     with store_errors(), ctx.store() as store:
@@ -241,12 +262,15 @@ def consent_add(ctx: Ctx, number: str, campaign: str, source: str, at: datetime 
 @click.argument("number")
 @campaign_option()
 @click.option("--at", type=INSTANT, help="When it was revoked (default now).")
+@allow_future_option()
 @click.pass_obj
-def consent_revoke(ctx: Ctx, number: str, campaign: str, at: datetime | None) -> None:
+def consent_revoke(ctx: Ctx, number: str, campaign: str, at: datetime | None,
+                   allow_future: bool) -> None:
     """Revoke every consent of this callee for this professional."""
     e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    at = past_instant(at, allow_future)
     with store_errors(), ctx.store() as store:
-        n = store.revoke_consent(pro, e164, at or system_clock())
+        n = store.revoke_consent(pro, e164, at)
     click.echo(f"{n} consent(s) revoked: {e164} ({pro})")
 
 
@@ -365,12 +389,14 @@ def _csv_command(what: str, doc: str) -> None:
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
     @campaign_option(required=False)
     @click.option("--skip-invalid", is_flag=True, help="Skip and report invalid lines.")
+    @allow_future_option(enabled=what == "consents")  # the only CSV with instants to bound
     @click.pass_obj
-    def command(ctx: Ctx, file: Path, campaign: str | None, skip_invalid: bool) -> None:
+    def command(ctx: Ctx, file: Path, campaign: str | None, skip_invalid: bool,
+                allow_future: bool = False) -> None:
         with store_errors(), ctx.store() as store:
             try:
                 result = import_csv(store, ctx.config, what, file, campaign=campaign,
-                                    skip_invalid=skip_invalid)
+                                    skip_invalid=skip_invalid, allow_future=allow_future)
             except (ImportRejected, ConfigError) as exc:
                 fail(str(exc), EXIT_BLOCK)
         _report(result.count, result.skipped, what)

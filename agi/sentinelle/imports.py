@@ -25,11 +25,11 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from .clock import parse_instant
+from .clock import parse_instant, refuse_future, system_clock
 from .numbers import _OVERSEAS as _PLAN_OVERSEAS  # the one table of overseas prefixes
 from .numbers import Kind, NumberError, parse
 from .policy import Config, ConfigError
@@ -365,17 +365,21 @@ def _french(raw: str) -> str:
 def import_csv(
     store: Store, config: Config, what: str, path: Path,
     *, campaign: str | None = None, skip_invalid: bool = False,
+    now: datetime | None = None, allow_future: bool = False,
 ) -> ImportResult:
+    """`now` (default: the system clock) bounds the instants of the rows: one
+    beyond it plus FUTURE_TOLERANCE is an invalid line unless `allow_future`."""
     header, rows, errors = read_csv(path)
     if not header:
         raise ImportRejected(str(path), errors)
     col = _number_column(header)
     builder = {"consents": _consent_row, "contracts": _contract_row,
                "departments": _department_row}[what]
+    latest = None if allow_future else (now or system_clock())
     valid: list[dict[str, Any]] = []
     for lineno, row in rows:
         try:
-            valid.append(builder(config, row, col, campaign))
+            valid.append(builder(config, row, col, campaign, latest))
         except (NumberError, ConfigError, ValueError, KeyError) as exc:
             message = exc.why if isinstance(exc, NumberError) else str(exc)
             errors.append(LineError(lineno, message))
@@ -389,11 +393,14 @@ def import_csv(
     return ImportResult(count, errors)
 
 
-def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict:
+def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | None,
+                 latest: datetime | None) -> dict:
     if not row.get("source"):
         raise ValueError("consent without a source: R-11 requires provable consent")
     if not row.get("given_at"):
         raise ValueError("consent without given_at (when it was given)")
+    if latest is not None:  # slots are in the future by nature: only given_at is bounded
+        refuse_future(parse_instant(row["given_at"]), latest, "given_at")
     slot_from = parse_instant(row["slot_from"]) if row.get("slot_from") else None
     slot_until = parse_instant(row["slot_until"]) if row.get("slot_until") else None
     if (slot_from is None) != (slot_until is None) or (slot_from and slot_until
@@ -407,7 +414,8 @@ def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | 
             "proof": proof}
 
 
-def _contract_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict:
+def _contract_row(config: Config, row: dict[str, str], col: str, campaign: str | None,
+                  latest: datetime | None) -> dict:
     return {"professional": _professional(config, row, campaign), "e164": _french(row[col]),
             "product": row.get("product", "")}
 
@@ -416,7 +424,8 @@ _DEPARTMENT_OK = {f"{n:02d}" for n in range(1, 96) if n != 20} | {"2A", "2B"} | 
     "971", "972", "973", "974", "975", "976", "977", "978"}
 
 
-def _department_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict:
+def _department_row(config: Config, row: dict[str, str], col: str, campaign: str | None,
+                    latest: datetime | None) -> dict:
     dept = row.get("department", row.get("departement", "")).upper()
     if dept not in _DEPARTMENT_OK:
         raise ValueError(f"unknown department {dept!r}")
