@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from sentinelle.cli import main
+from sentinelle.cli.main import main
 from sentinelle.pbx.asterisk_conf import disconnect_conflicts, featuremap_disconnect
 
 DIALPLAN = Path(__file__).resolve().parent.parent / "dialplan"

@@ -152,6 +152,55 @@ def test_overseas_abolition_of_slavery(territory, day):
     assert any(allowed_at(territory, x) == (True, None, None) for x in later)
 
 
+# The +590 islands' own days (checked against `holidays`): abolition of slavery
+# on 27 May (Guadeloupe), 28 May (Saint-Martin), 9 October (Saint-Barthélemy).
+ISLANDS = frozenset({T.GP, T.MF, T.BL})
+ISLAND_DAYS = [(T.GP, date(2026, 5, 27)), (T.MF, date(2026, 5, 28)), (T.BL, date(2026, 10, 9))]
+
+
+def test_590_islands_share_one_clock():
+    """One zone stands for a set of islands: that is only right if they never differ."""
+    zones = {TIMEZONES[t] for t in ISLANDS}
+    for day in range(0, 366, 7):
+        instant = datetime(2026, 1, 1, 12, tzinfo=UTC) + timedelta(days=day)
+        assert {z.utcoffset(instant.replace(tzinfo=None)) for z in zones} == {timedelta(hours=-4)}
+
+
+@pytest.mark.parametrize(("island", "day"), ISLAND_DAYS)
+def test_a_set_of_islands_blocks_every_island_day(island, day):
+    at = datetime.combine(day, time(11), TIMEZONES[T.GP])
+    assert day.weekday() < 5 and local_time(ISLANDS, at).hour == 11
+    ok, rule, reason = allowed_at(ISLANDS, at)
+    assert (ok, rule) == (False, "R-21")
+    assert f"Abolition of Slavery on {day} ({island.value};" in reason and "GP/MF/BL" in reason
+    assert holiday(ISLANDS, day) == "Abolition of Slavery"
+    for other in ISLANDS - {island}:  # only that island's day: the set is what blocks it
+        assert allowed_at(other, at) == (True, None, None)
+
+
+def test_department_names_the_island():
+    may_27 = datetime(2026, 5, 27, 11, tzinfo=TIMEZONES[T.GP])
+    oct_9 = datetime(2026, 10, 9, 11, tzinfo=TIMEZONES[T.GP])
+    assert allowed_at(ISLANDS, oct_9, "971") == (True, None, None)
+    assert allowed_at(ISLANDS, may_27, "971")[:2] == (False, "R-21")
+    assert allowed_at(ISLANDS, may_27, "977") == (True, None, None)  # Saint-Barthélemy
+    assert allowed_at(ISLANDS, oct_9, "977")[:2] == (False, "R-21")
+    assert allowed_at(ISLANDS, may_27, "978") == (True, None, None)  # Saint-Martin
+    # A department that is no island leaves the set as it is.
+    assert allowed_at(ISLANDS, oct_9, "75")[:2] == (False, "R-21")
+    # The numbering data says Guadeloupe, the contact Saint-Martin: both are blocked.
+    assert allowed_at(T.GP, datetime(2026, 5, 28, 11, tzinfo=TIMEZONES[T.GP]), "978")[:2] \
+        == (False, "R-21")
+
+
+def test_next_allowed_skips_every_island_day():
+    tz = TIMEZONES[T.GP]
+    start = datetime(2026, 5, 27, 11, tzinfo=tz)
+    assert next_allowed(ISLANDS, start) == datetime(2026, 5, 29, 10, tzinfo=tz)
+    assert next_allowed(ISLANDS, start, "977") == start
+    assert next_allowed(T.GP, start) == datetime(2026, 5, 28, 10, tzinfo=tz)
+
+
 @pytest.mark.parametrize("year", range(2024, 2031))
 def test_reunion_20_december_every_year(year):
     assert holiday(T.RE, date(year, 12, 20)) == "Abolition of Slavery"

@@ -124,7 +124,7 @@ def test_import_bloctel_rejects_bad_file_with_line_number(cli, tmp_path):
 def test_rules_lists_every_rule_id():
     out = CliRunner().invoke(main, ["rules"]).output
     ids = re.findall(r"^(R-\d\d)", out, re.M)
-    assert ids == ["R-00", "R-01", "R-02", "R-10", "R-11", "R-12", "R-20", "R-21", "R-22",
+    assert ids == ["R-00", "R-01", "R-02", "R-10", "R-11", "R-12", "R-13", "R-20", "R-21", "R-22",
                    "R-30", "R-31", "R-40", "R-41", "R-42", "R-43"]
 
 
@@ -205,3 +205,90 @@ def test_root_refuses_a_store_owned_by_the_service_user(tmp_path):
     os.chown(state, 0, 0)
     r = CliRunner().invoke(main, ["--config", str(config), "init"])
     assert r.exit_code == 0 and (state / "sentinelle.db").exists()
+
+
+def test_import_bloctel_refuses_an_empty_file_and_keeps_the_list(cli, tmp_path):
+    """Issue #10 item 1: `: > empty.csv` used to replace the list (exit 0)."""
+    f = tmp_path / "b.txt"
+    f.write_text("0612345678\n0611111111\n0622222222\n")
+    assert cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2026-07-01").exit_code == 0
+    for data in (b"", b"<html><body>Service indisponible</body></html>", b"\x00\x01binary"):
+        empty = tmp_path / "empty.csv"
+        empty.write_bytes(data)
+        r = cli("import", "bloctel", str(empty), "--campaign", "promo", "--date", "2026-07-02")
+        assert r.exit_code == 1 and "nothing imported" in r.output and "imported 0" not in r.output
+    r = cli("check", "0612345678", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-07-02T10:30", "--json")
+    assert json.loads(r.output)["rules"] == ["R-10"]  # still opposed, on the 07-01 snapshot
+    f.write_text("0612345678\n")
+    r = cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2026-07-02")
+    assert r.exit_code == 1 and "--allow-shrink" in r.output
+    r = cli("import", "bloctel", str(f), "--campaign", "promo", "--date", "2026-07-02",
+            "--allow-shrink")
+    assert r.exit_code == 0 and "imported 1" in r.output
+
+
+def test_import_csv_refuses_a_header_without_rows(cli, tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("number,department\n")
+    r = cli("import", "departments", str(f))
+    assert r.exit_code == 1 and "no data row" in r.output
+
+
+def test_department_971_names_the_island_of_a_590_mobile(cli, tmp_path):
+    """With department 971 imported, a 0690 mobile is judged on Guadeloupe's
+    calendar only: Saint-Barthélemy's 9 October is open, 27 May is not."""
+    d = tmp_path / "d.csv"
+    d.write_text("number,department\n0690123456,971\n")
+    assert cli("import", "departments", str(d)).exit_code == 0
+    cli("consent", "add", "0690123456", "--campaign", "promo", "--source", "web",
+        "--at", "2026-10-01T09:00")
+    r = cli("check", "0690123456", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-10-09T11:00:00-04:00", "--json")
+    assert r.exit_code == 0, r.output
+    b = tmp_path / "b.txt"
+    b.write_text("0612345678\n")
+    cli("import", "bloctel", str(b), "--campaign", "promo", "--date", "2026-05-26")
+    r = cli("check", "0690123456", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-05-27T11:00:00-04:00", "--json")
+    assert json.loads(r.output)["rules"] == ["R-21"]
+    d.write_text("number,department\n0690123456,977\n")
+    cli("import", "departments", str(d))
+    r = cli("check", "0690123456", "--campaign", "promo", "--caller-id", NPV,
+            "--at", "2026-10-09T11:00:00-04:00", "--json")
+    assert json.loads(r.output)["rules"] == ["R-21"]
+
+
+def _from_now(**delta: float) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat(timespec="seconds")
+
+
+@pytest.mark.parametrize("command", [
+    ("consent", "add", "0612345678", "--campaign", "promo", "--source", "web"),
+    ("consent", "revoke", "0612345678", "--campaign", "promo"),
+    ("refusal", "add", "0612345678", "--campaign", "promo"),
+])
+def test_future_instants_are_refused_unless_allowed(cli, command):
+    """Issue #10 item 14: a consent or refusal dated next year by a typo would
+    keep a consent alive (or a callee callable) for the wrong year."""
+    r = cli(*command, "--at", _from_now(days=365))
+    assert r.exit_code == 2 and "--at" in r.output and "in the future" in r.output
+    assert "--allow-future" in r.output
+    timeline = json.loads(cli("history", "0612345678", "--json").output)
+    assert timeline["consents"] == [] and timeline["refusals"] == []
+    assert cli(*command, "--at", _from_now(minutes=3)).exit_code == 0  # clock skew tolerated
+    assert cli(*command, "--at", _from_now(days=365), "--allow-future").exit_code == 0
+
+
+def test_import_consents_refuses_a_future_given_at(cli, tmp_path):
+    f = tmp_path / "c.csv"
+    f.write_text("number,campaign,given_at,source\n"
+                 f"0612345678,promo,2026-11-01T10:00:00+01:00,web\n0611111111,promo,{_from_now(days=365)},web\n")
+    r = cli("import", "consents", str(f))
+    assert r.exit_code == 1 and "line 3" in r.output and "given_at" in r.output
+    assert "in the future" in r.output
+    assert json.loads(cli("history", "0612345678", "--json").output)["consents"] == []
+    r = cli("import", "consents", str(f), "--allow-future")
+    assert r.exit_code == 0 and "imported 2" in r.output

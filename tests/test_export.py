@@ -192,7 +192,7 @@ def test_export_memory_is_flat(tmp_path, config_path):
 
 
 def test_every_evidence_command_is_documented():
-    from sentinelle.cli import evidence
+    from sentinelle.cli.main import evidence
 
     doc = DOC.read_text()
     for command in (evidence.export_cmd, evidence.explain_cmd, evidence.report_cmd,

@@ -497,13 +497,14 @@ INVALID_BLOCTEL = ["06ABC", "112", "+4420", "0612", "hello", "０６１２３４
 @st.composite
 def bloctel_file(draw):
     """Lines labelled valid / invalid / blank; returns (bytes, expected set,
-    1-based numbers of the invalid lines)."""
+    1-based numbers of the invalid lines, those of them that are not UTF-8)."""
     bom = draw(st.booleans())
     eol = draw(st.sampled_from([b"\n", b"\r\n"]))
     header = draw(st.sampled_from([None, "numero", "numéro;date"]))
     lines: list[bytes] = []
     expected: set[int] = set()
     bad: list[int] = []
+    not_utf8: list[int] = []
     if header:
         lines.append(header.encode())
     for _ in range(draw(st.integers(0, 40))):
@@ -519,10 +520,12 @@ def bloctel_file(draw):
             raw = text.encode("latin-1") if text == "\xff\xfe" else text.encode()
             lines.append(raw)
             bad.append(len(lines))
+            if text == "\xff\xfe":
+                not_utf8.append(len(lines))
         else:
             lines.append(draw(st.sampled_from([b"", b"   ", b"\t"])))
     data = eol.join(lines) + (eol if lines and draw(st.booleans()) else b"")
-    return (b"\xef\xbb\xbf" if bom else b"") + data, expected, bad
+    return (b"\xef\xbb\xbf" if bom else b"") + data, expected, bad, not_utf8
 
 
 def _snapshot_numbers(store: Store) -> set[int] | None:
@@ -537,7 +540,7 @@ def _snapshot_numbers(store: Store) -> set[int] | None:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=bloctel_file(), skip_invalid=st.booleans())
 def test_fuzz_bloctel_import_all_or_nothing(tmp_path_factory, case, skip_invalid):
-    data, expected, bad = case
+    data, expected, bad, not_utf8 = case
     tmp = tmp_path_factory.mktemp("bloctel")
     store = Store(tmp / "s.db", create=True)
     try:
@@ -546,11 +549,18 @@ def test_fuzz_bloctel_import_all_or_nothing(tmp_path_factory, case, skip_invalid
         import_bloctel(store, "acme", before, date(2026, 7, 1), "opposed")
         f = tmp / "list.txt"
         f.write_bytes(data)
-        if bad and not skip_invalid:
+        # A bad line aborts unless skipped; bytes that are not UTF-8 (not a
+        # text file) and a file without one valid number abort in any case.
+        first_bad = bad[0] if bad and not skip_invalid else (not_utf8 or [None])[0]
+        if first_bad is not None or not expected:
             with pytest.raises(ImportRejected) as exc:
-                import_bloctel(store, "acme", f, date(2026, 7, 2), "opposed")
-            assert exc.value.errors[0].line == bad[0]
-            assert f"line {bad[0]}:" in str(exc.value)
+                import_bloctel(store, "acme", f, date(2026, 7, 2), "opposed",
+                               skip_invalid=skip_invalid)
+            if first_bad is not None:
+                assert exc.value.errors[0].line == first_bad
+                assert f"line {first_bad}:" in str(exc.value)
+            else:
+                assert "no valid number" in str(exc.value)
             assert _snapshot_numbers(store) == {33699999999}  # previous snapshot untouched
             assert store.snapshots("acme")[0].snapshot_date == date(2026, 7, 1)
             _count("bloctel_rejected")
@@ -635,13 +645,15 @@ def test_fuzz_consent_csv_all_or_nothing(tmp_path_factory, case):
     try:
         f = tmp / "consents.csv"
         f.write_bytes(data)
-        if bad is None or bad:
+        if bad is None or bad or not good:
             with pytest.raises(ImportRejected) as exc:
                 import_csv(store, config, "consents", f)
             if bad is None:
                 assert "not UTF-8" in str(exc.value)
-            else:
+            elif bad:
                 assert [e.line for e in exc.value.errors] == bad, str(exc.value)
+            else:  # a header and nothing else: an import that changes nothing is refused
+                assert "no data row" in str(exc.value)
             assert store.count("consents") == 0  # nothing half-imported
             _count("csv_rejected")
         else:

@@ -355,6 +355,24 @@ def test_checker_detects_each_kind_of_violation(tmp_path, case):
         assert case in rules, str(result)
 
 
+def test_checker_detects_a_banned_sector_attempt(tmp_path):
+    """R-13: an attempt of an energy-renovation campaign is a violation, unless
+    a contract with the callee was recorded before it."""
+    config_path = tmp_path / "sentinelle.toml"
+    config_path.write_text(SOAK_CONFIG + '\n[campaigns.reno]\nprofessional = "acme"\n'
+                                         'sector = "energy-renovation"\n')
+    config = load_config(str(config_path))
+    Store(config.store.path, create=True).close()
+    conn = sqlite3.connect(config.store.path, isolation_level=None)
+    for e in ("+33612345678", "+33611111111"):
+        _consent(conn, e, TUE - timedelta(days=40))
+        _attempt(conn, e, TUE, campaign="reno")
+    conn.execute("INSERT INTO contracts VALUES ('acme', '+33611111111', 'heat pump', ?)",
+                 (ts(TUE - timedelta(days=1)),))
+    result = audit(conn, config)
+    assert [(v.rule, v.e164) for v in result.violations] == [("R-13", "+33612345678")], str(result)
+
+
 def test_consent_older_than_a_refusal_outside_the_history_horizon(tmp_path):
     """A refusal revokes the consents given before it (R-31, fr-2026), however
     old the refusal: a consent dated before it but entered later (a paper form

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from sentinelle.core.clock import FUTURE_TOLERANCE
 from sentinelle.imports import ImportRejected, bloctel_number, import_bloctel, import_csv
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -103,3 +104,134 @@ def test_departments_and_contracts(store, config, tmp_path):
     assert import_csv(store, config, "contracts", c).count == 1
     h = store.history("acme", "+33612345678", datetime(2026, 12, 1, 11, tzinfo=PARIS))
     assert h.contract
+
+
+# --- files that are not lists: refused, the current data untouched (issue #10, item 1) ---
+
+# name -> (bytes, what the refusal must say)
+NOT_A_BLOCTEL_LIST = {
+    "empty": (b"", "no valid number"),
+    "blank lines": (b"\n\r\n   \n", "no valid number"),
+    "header only": (b"numero\r\n", "no valid number"),
+    "html error page": (b"<html><body>Service indisponible</body></html>", "HTML/XML"),
+    "html page on lines": (b"<!DOCTYPE html>\n<html>\n<body>Erreur 503</body>\n</html>\n", "HTML/XML"),
+    "xml": (b'<?xml version="1.0"?>\n<error code="503"/>\n', "HTML/XML"),
+    "markup after numbers": (b"0611111111\n<p>truncated</p>\n", "HTML/XML"),
+    "binary": (b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(256)), "not a text file"),
+    "utf-16": ("numero\n0612345678\n".encode("utf-16"), "not a text file"),
+    "invalid utf-8 past a BOM": (b"\xef\xbb\xbf0611111111\n0622222222 \xff\xfe\n", "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True])
+@pytest.mark.parametrize("name", NOT_A_BLOCTEL_LIST)
+def test_bloctel_refuses_a_file_that_is_not_a_list(store, tmp_path, name, skip_invalid):
+    """An empty answer, an error page or a binary file must never become the
+    opposition list: every opposed number would turn callable (R-10)."""
+    good = tmp_path / "good.txt"
+    good.write_text("0612345678\n0699999999\n")
+    import_bloctel(store, "acme", good, date(2026, 7, 1), "opposed")
+    data, why = NOT_A_BLOCTEL_LIST[name]
+    f = tmp_path / "answer.csv"
+    f.write_bytes(data)
+    with pytest.raises(ImportRejected, match="nothing imported") as exc:
+        import_bloctel(store, "acme", f, date(2026, 7, 2), "opposed", skip_invalid=skip_invalid)
+    assert why in str(exc.value)
+    assert _bloctel_state(store, "+33612345678") == (date(2026, 7, 1), True)
+    assert [(s.snapshot_date, s.count) for s in store.snapshots("acme")] == [(date(2026, 7, 1), 2)]
+    assert store.count("bloctel_snapshots") == 1  # nothing written
+
+
+def _numbers_file(tmp_path, name: str, n: int, start: int = 0):
+    f = tmp_path / name
+    f.write_text("".join(f"06{start + i:08d}\n" for i in range(n)))
+    return f
+
+
+def test_bloctel_refuses_a_snapshot_under_half_the_current_one(store, tmp_path):
+    import_bloctel(store, "acme", _numbers_file(tmp_path, "big", 10), date(2026, 7, 1), "opposed")
+    small = _numbers_file(tmp_path, "small", 4)
+    with pytest.raises(ImportRejected, match="--allow-shrink") as exc:
+        import_bloctel(store, "acme", small, date(2026, 7, 2), "opposed")
+    assert "4 numbers" in str(exc.value) and "10" in str(exc.value)
+    assert [(s.snapshot_date, s.count) for s in store.snapshots("acme")] == [(date(2026, 7, 1), 10)]
+    assert _bloctel_state(store, "+33600000009") == (date(2026, 7, 1), True)
+    assert store.count("bloctel_snapshots") == 1  # nothing written, not even an aborted load
+    # Duplicates hide a shrink from the early count: the switch itself refuses it.
+    padded = tmp_path / "padded"
+    padded.write_text(small.read_text() * 3)
+    with pytest.raises(ImportRejected, match="--allow-shrink"):
+        import_bloctel(store, "acme", padded, date(2026, 7, 2), "opposed")
+    assert [(s.snapshot_date, s.count) for s in store.snapshots("acme")] == [(date(2026, 7, 1), 10)]
+    loading = store.run(lambda c: c.execute(
+        "SELECT count(*) FROM bloctel_snapshots WHERE state='loading'").fetchone()[0])
+    assert loading == 0
+    # Exactly half is not "less than half"; the admin can accept a real shrink.
+    half = _numbers_file(tmp_path, "half", 5)
+    assert import_bloctel(store, "acme", half, date(2026, 7, 2), "opposed").count == 5
+    res = import_bloctel(store, "acme", _numbers_file(tmp_path, "two", 2), date(2026, 7, 3),
+                         "opposed", allow_shrink=True)
+    assert res.count == 2
+
+
+def test_bloctel_shrink_compares_same_professional_and_kind(store, tmp_path):
+    import_bloctel(store, "acme", _numbers_file(tmp_path, "big", 10), date(2026, 7, 1), "opposed")
+    one = _numbers_file(tmp_path, "one", 1)
+    assert import_bloctel(store, "other", one, date(2026, 7, 1), "opposed").count == 1
+    assert import_bloctel(store, "acme", one, date(2026, 7, 2), "cleaned").count == 1
+
+
+NOT_A_CSV = {
+    "empty": (b"", "empty file"),
+    "header only": (b"number;department\r\n", "no data row"),
+    "header and blank lines": (b"number;department\n\n;\n", "no data row"),
+    "html error page": (b"<html><body>Service indisponible</body></html>\n", "HTML/XML"),
+    "xml": (b'<?xml version="1.0"?>\n<error/>\n', "HTML/XML"),
+    "binary": (b"number;department\n0388000000;67\x00\x00\x01\n", "not a text file"),
+}
+
+
+@pytest.mark.parametrize("what", ["consents", "contracts", "departments"])
+@pytest.mark.parametrize("name", NOT_A_CSV)
+def test_csv_refuses_a_file_that_is_not_data(store, config, tmp_path, what, name):
+    data, why = NOT_A_CSV[name]
+    if what != "departments":
+        data = data.replace(b"department", b"campaign").replace(b";67", b";promo")
+    f = tmp_path / "x.csv"
+    f.write_bytes(data)
+    with pytest.raises(ImportRejected, match="nothing imported") as exc:
+        import_csv(store, config, what, f, skip_invalid=True)
+    assert why in str(exc.value)
+    assert store.count(what) == 0
+
+
+def test_csv_refuses_when_every_row_is_skipped(store, config, tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("number,department\n06ZZ,75\n0612345678,99\n")
+    with pytest.raises(ImportRejected, match="no valid row"):
+        import_csv(store, config, "departments", f, skip_invalid=True)
+    assert store.count("departments") == 0
+
+
+def test_consents_given_in_the_future_are_refused(store, config, tmp_path):
+    """A given_at past `now` + FUTURE_TOLERANCE is a typo until said otherwise:
+    the consent would stay valid up to a year too long (R-11)."""
+    now = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+    skewed = now + FUTURE_TOLERANCE - timedelta(seconds=1)
+    f = tmp_path / "c.csv"
+    f.write_text("number;campaign;given_at;source\n"
+                 "0612345678;promo;2026-11-01T10:00;web\n"
+                 f"0611111111;promo;{skewed.isoformat()};web\n"
+                 "0622222222;promo;2027-11-01T10:00;web\n")
+    with pytest.raises(ImportRejected) as exc:
+        import_csv(store, config, "consents", f, now=now)
+    assert [e.line for e in exc.value.errors] == [4]
+    assert "given_at" in str(exc.value) and "in the future" in str(exc.value)
+    assert store.count("consents") == 0
+    res = import_csv(store, config, "consents", f, now=now, skip_invalid=True)
+    assert res.count == 2 and [e.line for e in res.skipped] == [4]
+    assert import_csv(store, config, "consents", f, now=now, allow_future=True).count == 3
+
+
+def test_future_tolerance_is_five_minutes():
+    assert timedelta(minutes=5) == FUTURE_TOLERANCE

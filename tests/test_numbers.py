@@ -48,6 +48,42 @@ def test_overseas_national_form_maps_to_territory(national, e164, territory, kin
     assert n.is_french
 
 
+# +590 is shared by Guadeloupe, Saint-Martin and Saint-Barthélemy (RULES.md "Numbers"):
+# `territories` lists every island a number may serve, per libphonenumber's
+# fixed-line ranges for regions GP, MF and BL; mobiles are listed for all three.
+ISLANDS_590 = [
+    ("0590871234", {T.MF, T.BL}),  # listed for Saint-Martin AND Saint-Barthélemy
+    ("0590271234", {T.MF, T.BL}),
+    ("0590521234", {T.MF, T.BL}),
+    ("0590071234", {T.MF}),
+    ("0590431234", {T.MF}),
+    ("0590412345", {T.GP}),
+    ("0590281234", {T.GP, T.BL}),
+    ("0590351234", {T.GP, T.MF, T.BL}),
+    ("0590731234", {T.GP, T.MF, T.BL}),  # listed for no island: it may be any of them
+    ("0690123456", {T.GP, T.MF, T.BL}),
+    ("0691301234", {T.GP, T.MF, T.BL}),
+    ("0691201234", {T.GP, T.MF, T.BL}),  # a 0691 block libphonenumber does not list
+    ("0709012345", {T.GP, T.MF, T.BL}),
+]
+
+
+@pytest.mark.parametrize(("national", "islands"), ISLANDS_590)
+def test_590_numbers_list_every_island_they_may_serve(national, islands):
+    for form in (national, "+590" + national[1:], "+33" + national[1:], "00590 " + national[1:]):
+        n = parse(form)
+        assert n.territories == frozenset(islands), form
+        assert n.territory in n.territories  # the single territory stays one of them
+
+
+@pytest.mark.parametrize(("national", "e164", "territory", "kind"),
+                         [o for o in OVERSEAS if not o[1].startswith("+590")])
+def test_other_numbers_serve_their_one_territory(national, e164, territory, kind):
+    assert parse(national).territories == frozenset({territory})
+    assert parse("0145678901").territories == frozenset({T.FR})
+    assert parse("+4930123456").territories == frozenset()  # foreign: no French territory
+
+
 @pytest.mark.parametrize(("national", "e164", "territory", "kind"), OVERSEAS)
 def test_overseas_international_forms_agree(national, e164, territory, kind):
     spaced = f"{e164[:4]} {e164[4:]}"

@@ -21,7 +21,7 @@ from sentinelle.config import (
     load_config,
     parse_config,
 )
-from sentinelle.core.model import Campaign, Dialing, Policy, Purpose, Regime, regime_for
+from sentinelle.core.model import Campaign, Dialing, Policy, Purpose, Regime, Sector, regime_for
 
 SCHEMA = """
 [store]
@@ -385,3 +385,22 @@ def test_each_default_is_the_dataclass_field():
     assert config.metrics == MetricsConfig()
     assert config.store.busy_timeout_ms == StoreConfig().busy_timeout_ms
     assert config.store.synchronous == StoreConfig().synchronous
+
+
+# --- R-13: a campaign declares its sector ------------------------------------------------------
+
+
+def test_campaign_sector_defaults_to_other_and_loads_every_value(tmp_path):
+    assert load_config(str(write(tmp_path, SCHEMA))).campaign("promo").sector is Sector.OTHER
+    for sector in ("energy-renovation", "home-adaptation", "other"):
+        c = parse_config(merged(f'[campaigns.promo]\nsector = "{sector}"'), base_dir=tmp_path)
+        assert c.campaign("promo").sector is Sector(sector)
+    # RULES.md R-13: these two sectors are banned outright, the neutral default is not.
+    assert {s for s in Sector if s.is_banned} == {Sector.ENERGY_RENOVATION, Sector.HOME_ADAPTATION}
+
+
+@pytest.mark.parametrize("value", ['"energy"', '"Energy-Renovation"', '"solar panels"', "1", "true"])
+def test_campaign_sector_is_validated(tmp_path, value):
+    with pytest.raises(ConfigError) as err:
+        parse_config(merged(f"[campaigns.promo]\nsector = {value}"), base_dir=tmp_path)
+    assert err.value.key == "campaigns.promo.sector"

@@ -13,8 +13,10 @@ Reference days (all checked against the calendar):
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -32,6 +34,7 @@ from sentinelle.core.model import (
     Policy,
     Professional,
     Purpose,
+    Sector,
     Verdict,
 )
 from sentinelle.core.numbers import NumberError, parse
@@ -119,7 +122,7 @@ def test_baseline_allowed_in_both_regimes():
 
 
 def test_every_rule_id_is_documented():
-    for rid in ("R-00", "R-01", "R-02", "R-10", "R-11", "R-12", "R-20", "R-21", "R-22",
+    for rid in ("R-00", "R-01", "R-02", "R-10", "R-11", "R-12", "R-13", "R-20", "R-21", "R-22",
                 "R-30", "R-31", "R-40", "R-41", "R-42", "R-43"):
         assert rid in RULES
 
@@ -148,6 +151,34 @@ def test_r01_unparsable_blocks_with_raw_input(raw):
     assert repr(raw) in d.reasons[0]  # the raw input, quoted, for the auditor
     assert d.counts is False
     assert d.retry_at is None
+
+
+def _repeated_phrase(text: str) -> str | None:
+    """A word said twice in a row, or a two-word phrase said twice: what a
+    message prefix repeated by the message it wraps looks like."""
+    words = re.findall(r"\w+", text.lower())
+    pairs = list(pairwise(words))
+    for a, b in pairs:
+        if a == b:
+            return a
+    twice = sorted({" ".join(p) for p in pairs if pairs.count(p) > 1})
+    return twice[0] if twice else None
+
+
+BAD_INPUTS = ["06444", "abc", "06ABC", "+44 1234 5", "+33 6 12", "0712345678", "33612345678",
+              "+596 690 12 34 56", "0508000000", "9" * 70, "٠٦١٢٣٤٥٦٧٨"]
+
+
+@pytest.mark.parametrize("raw", BAD_INPUTS)
+def test_r01_r42_reasons_say_things_once(raw):
+    """Issue #10 item 12: "R-01: unparsable number: unparsable number '06444'"."""
+    d = run(on(FR2026_DAY), dialled=raw)
+    assert d.rules == ("R-01",)
+    caller = run(on(FR2026_DAY), caller_id=raw)
+    assert "R-42" in caller.rules
+    for reason in d.reasons + caller.reasons:
+        assert _repeated_phrase(reason) is None, reason
+    assert d.reasons[0].startswith(f"R-01: unparsable number {raw[:64]!r}") or len(raw) > 64
 
 
 @pytest.mark.parametrize("purpose", [Purpose.PROSPECTING, Purpose.PRESS])
@@ -501,6 +532,32 @@ def test_r21_overseas_holidays(dialled, tz, day):
     assert_allowed(run(on(day, 11), clean(on(day, 11), department="75")))
 
 
+def test_r21_saint_martin_fixed_line_on_saint_martin_day():
+    """0590 87 serves Saint-Martin or Saint-Barthélemy (libphonenumber): 28 May,
+    Saint-Martin's abolition day, blocks it (it was judged on Saint-Barthélemy's calendar)."""
+    d = run(on(date(2026, 5, 28), 11, tz=GUADELOUPE), dialled="0590871234")
+    assert d.rules == ("R-21",)
+    assert "(MF;" in d.reasons[0]
+    assert_allowed(run(on(date(2026, 5, 27), 11, tz=GUADELOUPE), dialled="0590871234"))
+
+
+@pytest.mark.parametrize("day", [date(2026, 5, 27), date(2026, 5, 28), date(2026, 10, 9)])
+@pytest.mark.parametrize("mobile", ["0690123456", "0691301234", "+590 690 12 34 56", "0709012345"])
+def test_r21_590_mobile_blocked_on_every_island_day(mobile, day):
+    """A +590 mobile does not say which island it serves: every island's day blocks it."""
+    when = on(day, 11, tz=GUADELOUPE)
+    d = run(when, dialled=mobile)
+    assert d.rules == ("R-21",)
+    assert d.retry_at is not None and d.retry_at > when
+
+
+def test_r21_department_names_the_island_of_a_590_mobile():
+    oct_9, may_27 = on(date(2026, 10, 9), 11, tz=GUADELOUPE), on(date(2026, 5, 27), 11, tz=GUADELOUPE)
+    assert_allowed(run(oct_9, clean(oct_9, department="971"), dialled="0690123456"))
+    assert run(may_27, clean(may_27, department="971"), dialled="0690123456").rules == ("R-21",)
+    assert run(oct_9, clean(oct_9, department="977"), dialled="0690123456").rules == ("R-21",)
+
+
 def test_r21_day_is_the_callee_day():
     """Monday 05:30 in Paris is still Sunday 23:30 in Guadeloupe: the weekend
     is judged on the callee's calendar (R-21 reported, and R-20 as well)."""
@@ -788,6 +845,60 @@ def test_r31_latest_refusal_picked_by_instant_not_wall_clock():
     assert_allowed(run(lift, h))
 
 
+# --- R-13 banned sectors ----------------------------------------------------------------------
+
+BANNED = [Sector.ENERGY_RENOVATION, Sector.HOME_ADAPTATION]
+
+
+def sector_campaign(sector: Sector, purpose: Purpose = Purpose.PROSPECTING) -> Campaign:
+    return Campaign(f"{sector.value}-{purpose.value}", "acme", purpose=purpose, sector=sector)
+
+
+@pytest.mark.parametrize("day", [FR2023_DAY, FR2026_DAY])
+@pytest.mark.parametrize("sector", BANNED)
+def test_r13_banned_sector_blocks_whatever_the_consent(sector, day):
+    """A clean history (fresh Bloctel, recent consent) inside the hours: still forbidden."""
+    d = run(on(day), campaign=sector_campaign(sector))
+    assert d.rules == ("R-13",)
+    assert sector.value in d.reasons[0]
+    assert d.retry_at is None  # time never makes it legal
+    assert d.counts is False
+
+
+@pytest.mark.parametrize("sector", BANNED)
+def test_r13_retry_at_stays_none_with_hour_obstacles(sector):
+    sunday_night = paris(2026, 9, 13, 22, 0)
+    d = run(sunday_night, campaign=sector_campaign(sector))
+    assert set(d.rules) == {"R-13", "R-21", "R-20"}  # Sunday, and 22:00: days and hours both block
+    assert d.retry_at is None
+
+
+@pytest.mark.parametrize("sector", BANNED)
+def test_r13_contract_in_progress_lifts_it(sector):
+    when = on(FR2026_DAY)
+    assert_allowed(run(when, clean(when, contract=True, consents=()), campaign=sector_campaign(sector)))
+
+
+@pytest.mark.parametrize("sector", BANNED)
+def test_r13_applies_to_press_not_to_service_or_b2b(sector):
+    when = on(FR2026_DAY)
+    assert run(when, campaign=sector_campaign(sector, Purpose.PRESS)).rules == ("R-13",)
+    for purpose in (Purpose.SERVICE, Purpose.B2B):
+        assert_allowed(run(when, campaign=sector_campaign(sector, purpose)))
+
+
+def test_r13_applies_to_foreign_callees_too():
+    """Outside French law for R-02's sake (foreign = "allow"), but the callee
+    may be a French consumer on a foreign line: the cautious reading blocks."""
+    d = run(on(FR2026_DAY), dialled="+4930123456", campaign=sector_campaign(Sector.HOME_ADAPTATION),
+            policy=Policy(foreign="allow"))
+    assert d.rules == ("R-13",)
+
+
+def test_r13_other_sector_is_neutral():
+    assert_allowed(run(on(FR2026_DAY), campaign=sector_campaign(Sector.OTHER)))
+
+
 # --- R-40..R-43 caller ID ---------------------------------------------------------------------
 
 ALL_PURPOSES = list(Purpose)
@@ -815,13 +926,40 @@ def test_caller_id_not_given_is_noted_not_checked():
                                     "0694123456", "0696123456", "0697123456"])
 def test_r41_mobile_caller_id(purpose, mobile):
     d = run(WHEN_2026, caller_id=mobile, campaign=campaign(purpose, Dialing.MANUAL))
-    assert d.rules == ("R-41",)
+    # Neither an NPV nor an authorised non-mobile number: R-42 applies as well.
+    assert d.rules == ("R-41", "R-42")
 
 
 def test_r41_even_if_the_admin_lists_the_mobile():
     pro = Professional("acme", caller_ids=frozenset({"+33612345678"}))
     d = run(WHEN_2026, caller_id="0612345678", professional=pro, campaign=campaign(dialing=Dialing.MANUAL))
-    assert d.rules == ("R-41",)
+    # R-42 (manual) authorises listed NON-mobile numbers only: listing a mobile lifts nothing.
+    assert d.rules == ("R-41", "R-42")
+    assert "non-mobile" in d.reasons[1]
+
+
+@pytest.mark.parametrize("purpose", ALL_PURPOSES)
+@pytest.mark.parametrize("dialing", list(Dialing))
+@pytest.mark.parametrize("caller_id", [
+    "0712345678", "07 00 00 00 00", "0729123456",  # 07 ranges libphonenumber calls unallocated
+    "+33712345678", "0033 7 12 34 56 78", "+33 (0)7 12 34 56 78", "+33 0712345678",
+    "0709412345",  # a 07 09 block beyond the overseas ones
+    "+596 690 12 34 56", "+262 690123456",  # an overseas mobile under the wrong country code
+    "06123",  # not even a whole number: still "begins with 06"
+])
+def test_r41_any_caller_id_that_begins_with_06_or_07(caller_id, dialing, purpose):
+    """R-41's own words: "any number that begins with 06 or 07, whatever the
+    sub-range". The parser calls these invalid, which is R-42 as well: both are listed."""
+    d = run(WHEN_2026, caller_id=caller_id, campaign=campaign(purpose, dialing))
+    assert d.rules == ("R-41", "R-42")
+    assert d.retry_at is None
+
+
+@pytest.mark.parametrize("caller_id", ["0612345678", "+33 690 12 34 56", "0508551234"])
+def test_r41_and_r42_both_listed_for_automated_dialing(caller_id):
+    d = run(WHEN_2026, caller_id=caller_id)
+    assert d.rules == ("R-41", "R-42")
+    assert "NPV" in d.reasons[1]
 
 
 NPVS = ["0162000000", "0163000000", "0270000000", "0271000000", "0377000000", "0378000000",

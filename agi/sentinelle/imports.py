@@ -6,6 +6,14 @@ bad line aborts the whole import with its line number (or, with
 `skip_invalid`, is reported and skipped). Bloctel files reach ten million
 lines, so they are streamed: a fast path handles the plain 10-digit national
 form that Bloctel returns, anything else goes through `numbers.parse`.
+
+A file that is not a list at all is refused whatever `skip_invalid` says:
+empty, without a single valid row, binary (NUL bytes), not UTF-8, or markup
+(an HTML error page saved instead of the answer). For Bloctel this matters
+most: the import REPLACES the opposition list, so an empty or truncated one
+would make every opposed number callable (R-10). Hence also the shrink guard:
+a snapshot under half the current one (same professional and kind) needs
+`allow_shrink`.
 """
 
 from __future__ import annotations
@@ -17,17 +25,24 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from sentinelle.config import Config, ConfigError
-from sentinelle.core.clock import parse_instant
+from sentinelle.core.clock import parse_instant, refuse_future, system_clock
 from sentinelle.core.numbers import _OVERSEAS as _PLAN_OVERSEAS  # the one table of overseas prefixes
 from sentinelle.core.numbers import Kind, NumberError, parse
-from sentinelle.store import BLOCTEL_BATCH, ConsentProof, Store, e164_int
+from sentinelle.store import BLOCTEL_BATCH, ConsentProof, SnapshotShrinks, Store, e164_int
 
 MAX_REPORTED = 20
+# A new Bloctel snapshot under this fraction of the current one is refused
+# without `allow_shrink`: a truncated download looks exactly like that.
+SHRINK_FLOOR = 0.5
+# "<html", "<?xml", "<!DOCTYPE", "</p>": a line no list of numbers starts with.
+_MARKUP = re.compile(r"<(?:[!?/]|[A-Za-z][\w:-]*(?:[\s/>]|$))")
+_NUL_MESSAGE = "NUL byte: not a text file (binary, or UTF-16?)"
+_MARKUP_MESSAGE = "HTML/XML markup (an error page?), not a list of numbers"
 _NUMBER_COLUMNS = ("number", "numero", "numéro", "phone", "telephone", "téléphone", "e164", "msisdn")
 
 
@@ -41,8 +56,14 @@ class LineError:
 
 
 class ImportRejected(ValueError):
-    def __init__(self, what: str, errors: list[LineError]) -> None:
+    """Nothing was imported. `errors` name lines; `reason` is for what is wrong
+    with the file as a whole (no line to point at)."""
+
+    def __init__(self, what: str, errors: list[LineError], reason: str = "") -> None:
         self.errors = errors
+        if reason:
+            super().__init__(f"{what}: {reason}; nothing imported")
+            return
         shown = "\n  ".join(str(e) for e in errors[:MAX_REPORTED])
         more = f"\n  ... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
         super().__init__(f"{what}: {len(errors)} invalid line(s), nothing imported\n  {shown}{more}")
@@ -70,25 +91,46 @@ def bloctel_number(text: str) -> int:
 
 def import_bloctel(
     store: Store, professional: str, path: Path, snapshot_date: date, kind: str,
-    *, skip_invalid: bool = False, progress: Progress | None = None,
+    *, skip_invalid: bool = False, progress: Progress | None = None, allow_shrink: bool = False,
 ) -> ImportResult:
     """Two phases. 1: read and validate the whole file (a bad line aborts here,
     before anything is written), keeping the numbers in sorted buckets of
     machine ints (~80 MB for 10 M). 2: load them in ascending order, one short
-    transaction per BLOCTEL_BATCH, then switch snapshots atomically."""
+    transaction per BLOCTEL_BATCH, then switch snapshots atomically. A shrink
+    under SHRINK_FLOOR (unless `allow_shrink`) is refused before phase 2 when
+    the lines read already show it, else by the switch on the exact count."""
     if kind not in ("opposed", "cleaned"):
         raise ValueError(f"kind must be opposed or cleaned, got {kind!r}")
     result = ImportResult(0)
     buckets, others = _read_bloctel(path, result, skip_invalid, progress)
+    read = len(others) + sum(map(len, buckets))  # duplicates included: an upper bound
+    if not read:
+        skipped = f" ({len(result.skipped)} invalid line(s) skipped)" if result.skipped else ""
+        raise ImportRejected(str(path), [], f"no valid number in the file{skipped}: an empty list "
+                             "would replace the current one")
+    if not allow_shrink:  # the obvious shrinks, before writing anything; commit checks exactly
+        for snap in store.snapshots(professional):
+            if snap.kind == kind and read < snap.count * SHRINK_FLOOR:
+                exc = SnapshotShrinks(read, snap.count, snap.snapshot_date.isoformat())
+                raise ImportRejected(str(path), [], _shrink_message(exc, professional, kind))
     sid = store.begin_snapshot(professional, snapshot_date, kind, str(path))
     try:
         for batch in _ascending(buckets, others, BLOCTEL_BATCH):
             store.load_snapshot(sid, batch)
-        result.count = store.commit_snapshot(sid)
+        result.count = store.commit_snapshot(sid, 0.0 if allow_shrink else SHRINK_FLOOR)
+    except SnapshotShrinks as exc:
+        store.abort_snapshot(sid)
+        raise ImportRejected(str(path), [], _shrink_message(exc, professional, kind)) from None
     except BaseException:
         store.abort_snapshot(sid)
         raise
     return result
+
+
+def _shrink_message(exc: SnapshotShrinks, professional: str, kind: str) -> str:
+    return (f"the new snapshot holds {exc.new} numbers or fewer, less than half of the current {kind} "
+            f"snapshot of {professional} ({exc.current} numbers, dated {exc.current_date}): a "
+            "truncated answer? If the list really shrank, import it again with --allow-shrink")
 
 
 # The fast path: a plain 10-digit national line, read without decoding it.
@@ -119,6 +161,9 @@ def _read_bloctel(path: Path, result: ImportResult, skip_invalid: bool,
     with path.open("rb") as fh:
         while True:
             chunk = fh.read(_CHUNK)
+            if lineno == 0 and b"\0" in chunk:  # binary: do not wait for a line end
+                line = chunk[:chunk.index(b"\0")].count(b"\n") + 1
+                raise ImportRejected(str(path), [LineError(line, _NUL_MESSAGE)])
             if chunk:
                 cut = chunk.rfind(b"\n") + 1
                 if cut == 0:  # no line end yet
@@ -160,7 +205,7 @@ def _mixed_lines(path: Path, lineno: int, buf: bytes, result: ImportResult, skip
 
 def _slow_line(path: Path, lineno: int, raw: bytes, result: ImportResult, skip_invalid: bool,
                buckets: list[array[int]], others: list[int]) -> None:
-    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8", errors="replace").strip()
+    text = _text_line(path, lineno, raw)
     if not text or (lineno == 1 and not any(c.isdigit() for c in text)):
         return  # blank line or a header
     field0 = text.replace(";", ",").replace("\t", ",").split(",", 1)[0].strip()
@@ -176,6 +221,26 @@ def _slow_line(path: Path, lineno: int, raw: bytes, result: ImportResult, skip_i
         buckets[bisect_right(_BOUNDS, nsn)].append(nsn)  # "+33 6 12..." joins the fast ones
     else:
         others.append(number)
+
+
+def _text_line(path: Path, lineno: int, raw: bytes) -> str:
+    """A line of a text list, or the whole file is refused: a NUL byte, bytes
+    that are not UTF-8 or markup say it is not a list, whatever `skip_invalid`
+    says (skipping its lines would import what is left of a wrong file)."""
+    if b"\0" in raw:
+        raise ImportRejected(str(path), [LineError(lineno, _NUL_MESSAGE)])
+    try:
+        text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise ImportRejected(str(path), [LineError(lineno, _not_utf8(raw, exc))]) from None
+    if _MARKUP.match(text):
+        raise ImportRejected(str(path), [LineError(lineno, _MARKUP_MESSAGE)])
+    return text
+
+
+def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    return (f"not UTF-8 (byte 0x{data[exc.start]:02x}): not a text file as expected, save it as "
+            "UTF-8")
 
 
 def _spread(nums: list[int], buckets: list[array[int]]) -> None:
@@ -225,12 +290,17 @@ def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], l
     not UTF-8, an oversized field or a quote left open (which would silently
     swallow the following lines) is an error naming its line."""
     data = path.read_bytes()
+    if b"\0" in data:
+        return [], [], [LineError(data[:data.index(b"\0")].count(b"\n") + 1, _NUL_MESSAGE)]
     try:
         text = data.decode("utf-8-sig", errors="strict")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         return [], [], [LineError(line, f"not UTF-8 (byte 0x{data[exc.start]:02x}): save the file "
                                         "as UTF-8, nothing imported")]
+    if _MARKUP.match(text.lstrip()):
+        return [], [], [LineError(text[:len(text) - len(text.lstrip())].count("\n") + 1,
+                                  _MARKUP_MESSAGE)]
     first = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -295,32 +365,42 @@ def _french(raw: str) -> str:
 def import_csv(
     store: Store, config: Config, what: str, path: Path,
     *, campaign: str | None = None, skip_invalid: bool = False,
+    now: datetime | None = None, allow_future: bool = False,
 ) -> ImportResult:
+    """`now` (default: the system clock) bounds the instants of the rows: one
+    beyond it plus FUTURE_TOLERANCE is an invalid line unless `allow_future`."""
     header, rows, errors = read_csv(path)
     if not header:
         raise ImportRejected(str(path), errors)
     col = _number_column(header)
     builder = {"consents": _consent_row, "contracts": _contract_row,
                "departments": _department_row}[what]
+    latest = None if allow_future else (now or system_clock())
     valid: list[dict[str, Any]] = []
     for lineno, row in rows:
         try:
-            valid.append(builder(config, row, col, campaign))
+            valid.append(builder(config, row, col, campaign, latest))
         except (NumberError, ConfigError, ValueError, KeyError) as exc:
             message = exc.why if isinstance(exc, NumberError) else str(exc)
             errors.append(LineError(lineno, message))
     errors.sort(key=lambda e: e.line)
     if errors and not skip_invalid:
         raise ImportRejected(str(path), errors)
+    if not valid:  # an import that changes nothing is a wrong file, not a success
+        reason = f"no valid row ({len(errors)} invalid skipped)" if errors else "no data row under the header"
+        raise ImportRejected(str(path), [], reason)
     count = store.import_rows(what, valid)
     return ImportResult(count, errors)
 
 
-def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict[str, Any]:
+def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | None,
+                 latest: datetime | None) -> dict[str, Any]:
     if not row.get("source"):
         raise ValueError("consent without a source: R-11 requires provable consent")
     if not row.get("given_at"):
         raise ValueError("consent without given_at (when it was given)")
+    if latest is not None:  # slots are in the future by nature: only given_at is bounded
+        refuse_future(parse_instant(row["given_at"]), latest, "given_at")
     slot_from = parse_instant(row["slot_from"]) if row.get("slot_from") else None
     slot_until = parse_instant(row["slot_until"]) if row.get("slot_until") else None
     if (slot_from is None) != (slot_until is None) or (slot_from and slot_until
@@ -334,7 +414,8 @@ def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | 
             "proof": proof}
 
 
-def _contract_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict[str, Any]:
+def _contract_row(config: Config, row: dict[str, str], col: str, campaign: str | None,
+                  latest: datetime | None) -> dict[str, Any]:
     return {"professional": _professional(config, row, campaign), "e164": _french(row[col]),
             "product": row.get("product", "")}
 
@@ -343,7 +424,8 @@ _DEPARTMENT_OK = {f"{n:02d}" for n in range(1, 96) if n != 20} | {"2A", "2B"} | 
     "971", "972", "973", "974", "975", "976", "977", "978"}
 
 
-def _department_row(config: Config, row: dict[str, str], col: str, campaign: str | None) -> dict[str, Any]:
+def _department_row(config: Config, row: dict[str, str], col: str, campaign: str | None,
+                    latest: datetime | None) -> dict[str, Any]:
     dept = row.get("department", row.get("departement", "")).upper()
     if dept not in _DEPARTMENT_OK:
         raise ValueError(f"unknown department {dept!r}")

@@ -12,14 +12,15 @@ import click
 from sentinelle.cli.common import (
     INSTANT,
     Ctx,
+    allow_future_option,
     campaign_option,
     e164_of,
     fail,
     in_zone,
+    past_instant,
     store_errors,
     zone_option,
 )
-from sentinelle.core.clock import system_clock
 from sentinelle.store import ConsentProof
 
 
@@ -33,13 +34,15 @@ def refusal() -> None:
 @campaign_option()
 @click.option("--at", type=INSTANT, help="When the callee refused (default now).")
 @click.option("--attempt", type=int, help="Attempt id, makes the refusal idempotent per call.")
+@allow_future_option()
 @click.pass_obj
 def refusal_add(ctx: Ctx, number: str, campaign: str, at: datetime | None,
-                attempt: int | None) -> None:
+                attempt: int | None, allow_future: bool) -> None:
     """Record a refusal: 60 days of silence (R-31); under fr-2026 it revokes consent."""
     e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    at = past_instant(at, allow_future)
     with store_errors(), ctx.store() as store:
-        new = store.add_refusal(pro, campaign, e164, at or system_clock(), "cli", attempt)
+        new = store.add_refusal(pro, campaign, e164, at, "cli", attempt)
     click.echo(f"refusal {'recorded' if new else 'already recorded'}: {e164} ({pro})")
 
 
@@ -58,17 +61,18 @@ def consent() -> None:
 @click.option("--evidence", default="", help="Reference of the stored evidence.")
 @click.option("--slot-from", type=INSTANT, help="R-22: may be called from (outside hours).")
 @click.option("--slot-until", type=INSTANT, help="R-22: ... until (exclusive).")
+@allow_future_option()
 @click.pass_obj
 def consent_add(ctx: Ctx, number: str, campaign: str, source: str, at: datetime | None,
                 channel: str, wording: str, evidence: str, slot_from: datetime | None,
-                slot_until: datetime | None) -> None:
+                slot_until: datetime | None, allow_future: bool) -> None:
     """Record a consent and its proof."""
     if (slot_from is None) != (slot_until is None):
         fail("--slot-from and --slot-until go together")
     if slot_from and slot_until and slot_until <= slot_from:
         fail("--slot-until must be after --slot-from")
     e164, pro = e164_of(number, ctx), ctx.professional(campaign)
-    proof = ConsentProof(source=source, given_at=at or system_clock(), channel=channel,
+    proof = ConsentProof(source=source, given_at=past_instant(at, allow_future), channel=channel,
                          wording=wording, evidence_ref=evidence, slot_from=slot_from,
                          slot_until=slot_until)
     with store_errors(), ctx.store() as store:
@@ -80,12 +84,15 @@ def consent_add(ctx: Ctx, number: str, campaign: str, source: str, at: datetime 
 @click.argument("number")
 @campaign_option()
 @click.option("--at", type=INSTANT, help="When it was revoked (default now).")
+@allow_future_option()
 @click.pass_obj
-def consent_revoke(ctx: Ctx, number: str, campaign: str, at: datetime | None) -> None:
+def consent_revoke(ctx: Ctx, number: str, campaign: str, at: datetime | None,
+                   allow_future: bool) -> None:
     """Revoke every consent of this callee for this professional."""
     e164, pro = e164_of(number, ctx), ctx.professional(campaign)
+    at = past_instant(at, allow_future)
     with store_errors(), ctx.store() as store:
-        n = store.revoke_consent(pro, e164, at or system_clock())
+        n = store.revoke_consent(pro, e164, at)
     click.echo(f"{n} consent(s) revoked: {e164} ({pro})")
 
 

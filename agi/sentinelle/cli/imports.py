@@ -14,6 +14,7 @@ from sentinelle.cli.common import (
     DAY,
     EXIT_BLOCK,
     Ctx,
+    allow_future_option,
     campaign_option,
     fail,
     store_errors,
@@ -58,10 +59,13 @@ def _report(result_count: int, skipped: list[Any], what: str) -> None:
 @click.option("--kind", type=click.Choice(["opposed", "cleaned"]), default="opposed",
               show_default=True, help="opposed: numbers to block; cleaned: numbers callable.")
 @click.option("--skip-invalid", is_flag=True, help="Skip and report invalid lines instead of aborting.")
+@click.option("--allow-shrink", is_flag=True,
+              help="Accept a snapshot under half the size of the current one (same kind).")
 @click.pass_obj
 def import_bloctel_cmd(ctx: Ctx, file: Path, campaign: str, snapshot_date: date, kind: str,
-                       skip_invalid: bool) -> None:
-    """Replace the professional's Bloctel snapshot atomically (R-10)."""
+                       skip_invalid: bool, allow_shrink: bool) -> None:
+    """Replace the professional's Bloctel snapshot atomically (R-10). An empty,
+    binary or markup file, or a snapshot under half the current one, is refused."""
     from sentinelle.core.model import PARIS
 
     today = system_clock().astimezone(PARIS).date()
@@ -73,7 +77,7 @@ def import_bloctel_cmd(ctx: Ctx, file: Path, campaign: str, snapshot_date: date,
         task = bar.add_task("import", total=file.stat().st_size)
         try:
             result = import_bloctel(store, pro, file, snapshot_date, kind,
-                                    skip_invalid=skip_invalid,
+                                    skip_invalid=skip_invalid, allow_shrink=allow_shrink,
                                     progress=lambda n: bar.advance(task, n))
         except ImportRejected as exc:
             fail(str(exc), EXIT_BLOCK)
@@ -86,12 +90,14 @@ def _csv_command(what: str, doc: str) -> None:
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
     @campaign_option(required=False)
     @click.option("--skip-invalid", is_flag=True, help="Skip and report invalid lines.")
+    @allow_future_option(enabled=what == "consents")  # the only CSV with instants to bound
     @click.pass_obj
-    def command(ctx: Ctx, file: Path, campaign: str | None, skip_invalid: bool) -> None:
+    def command(ctx: Ctx, file: Path, campaign: str | None, skip_invalid: bool,
+                allow_future: bool = False) -> None:
         with store_errors(), ctx.store() as store:
             try:
                 result = import_csv(store, ctx.config, what, file, campaign=campaign,
-                                    skip_invalid=skip_invalid)
+                                    skip_invalid=skip_invalid, allow_future=allow_future)
             except (ImportRejected, ConfigError) as exc:
                 fail(str(exc), EXIT_BLOCK)
         _report(result.count, result.skipped, what)

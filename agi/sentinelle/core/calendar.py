@@ -4,11 +4,18 @@ Everything is judged in the CALLEE's local time, taken from the territory of
 their number (see numbers.py): 10:30 in Paris is 12:30 in Réunion and 04:30 in
 Guadeloupe, and only the callee's clock matters. Comparisons are done on UTC
 instants so DST changes and ambiguous wall-clock hours cannot shift a window.
+
+The functions take a territory or a set of them (`Number.territories`): a
++590 number that may serve Guadeloupe, Saint-Martin or Saint-Barthélemy is
+blocked on the days of each (R-21, docs/rules.md "Numbers"), unless the contact's
+department (971, 978, 977) says which island. Territories that share a
+number share a clock (the three islands are UTC-4 all year), so one zone
+serves the whole set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from types import MappingProxyType
@@ -21,6 +28,7 @@ from sentinelle.core.numbers import NumberError, Territory, parse
 __all__ = [
     "TIMEZONES",
     "WINDOWS",
+    "Where",
     "allowed_at",
     "day_allowed",
     "holiday",
@@ -28,9 +36,13 @@ __all__ = [
     "in_slot",
     "local_time",
     "next_allowed",
+    "territories",
     "territory_of",
     "zone_of",
 ]
+
+# One territory, or every territory a number may serve (`Number.territories`).
+Where = Territory | Collection[Territory]
 
 TIMEZONES: Mapping[Territory, ZoneInfo] = MappingProxyType(
     {
@@ -64,6 +76,10 @@ _SUBDIV: Mapping[Territory, str] = MappingProxyType(
     }
 )
 _ALSACE_MOSELLE = {"57": "57", "67": "6AE", "68": "6AE"}
+# INSEE codes of the +590 islands: an imported department names the island.
+_ISLAND_OF_DEPARTMENT: Mapping[str, Territory] = MappingProxyType(
+    {"971": Territory.GP, "977": Territory.BL, "978": Territory.MF}
+)
 _CAUTIOUS = "6AE"  # national days + Good Friday + 26 Dec: strictest metropolitan calendar
 # Pinned so logged reasons do not change with the host's locale.
 _LANGUAGE = "en_US"
@@ -75,10 +91,34 @@ def _require_aware(instant: datetime) -> None:
         raise ValueError(f"naive datetime {instant!r}: an instant needs a time zone")
 
 
-def local_time(territory: Territory, instant: datetime) -> datetime:
+def territories(where: Where, department: str | None = None) -> tuple[Territory, ...]:
+    """The territories whose days R-21 blocks, in `Territory` order.
+
+    A department naming one of the +590 islands narrows a set of islands to
+    it. If it names an island outside the set, the numbering data and the
+    contact disagree: both are kept, so the days of both are blocked.
+    """
+    places = {where} if isinstance(where, Territory) else set(where)
+    if not places:
+        raise ValueError("no territory: foreign numbers have no French calendar")
+    island = _ISLAND_OF_DEPARTMENT.get((department or "").strip().upper())
+    if island is not None and not places.isdisjoint(_ISLAND_OF_DEPARTMENT.values()):
+        places = {island} if island in places else places | {island}
+    return tuple(t for t in Territory if t in places)
+
+
+def _zone(where: Where) -> ZoneInfo:
+    return TIMEZONES[territories(where)[0]]
+
+
+def _label(places: tuple[Territory, ...]) -> str:
+    return "/".join(places)
+
+
+def local_time(where: Where, instant: datetime) -> datetime:
     """The callee's wall clock (R-20); a naive instant is refused, not guessed."""
     _require_aware(instant)
-    return instant.astimezone(TIMEZONES[territory])
+    return instant.astimezone(_zone(where))
 
 
 @lru_cache(maxsize=256)
@@ -99,76 +139,92 @@ def _subdiv(territory: Territory, department: str | None, cautious_alsace: bool)
     return _ALSACE_MOSELLE.get(dep)
 
 
+def _holiday_in(
+    places: tuple[Territory, ...], day: date, department: str | None, cautious_alsace: bool,
+) -> tuple[Territory, str] | None:
+    for territory in places:
+        name = _calendar(_subdiv(territory, department, cautious_alsace), day.year).get(day)
+        if name:
+            return territory, str(name)
+    return None
+
+
 def holiday(
-    territory: Territory,
+    where: Where,
     day: date,
     department: str | None = None,
     cautious_alsace: bool = True,
 ) -> str | None:
-    """Name of the public holiday on ``day`` for the callee, else None (R-21).
+    """Name of the public holiday on ``day`` for the callee, else None (R-21);
+    for a set of territories, a holiday of any of them.
 
     ``department`` refines metropolitan callees: 57/67/68 add Good Friday and
     26 December, any other known department means the national days only.
     Unknown department + ``cautious_alsace`` blocks the Alsace-Moselle days too.
+    For +590 islands it names the island (see `territories`).
     """
-    name = _calendar(_subdiv(territory, department, cautious_alsace), day.year).get(day)
-    return str(name) if name else None
+    found = _holiday_in(territories(where, department), day, department, cautious_alsace)
+    return found[1] if found else None
 
 
-def _window_reason(local: datetime, territory: Territory) -> str:
+def _window_reason(local: datetime, label: str) -> str:
     windows = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in WINDOWS)
-    return f"callee local time {local:%Y-%m-%d %H:%M:%S} {local.tzname()} ({territory}) is outside {windows}"
+    return f"callee local time {local:%Y-%m-%d %H:%M:%S} {local.tzname()} ({label}) is outside {windows}"
 
 
 def day_allowed(
-    territory: Territory,
+    where: Where,
     instant: datetime,
     department: str | None = None,
     cautious_alsace: bool = True,
 ) -> tuple[bool, str]:
-    """R-21 on the callee's calendar: (ok, why), the why worded either way."""
-    day = local_time(territory, instant).date()
+    """R-21 on the callee's calendar: (ok, why), the why worded either way;
+    for a set of territories, a holiday of any of them blocks."""
+    places = territories(where, department)
+    day = local_time(places, instant).date()
     weekday = _WEEKDAYS[day.weekday()]
     if day.weekday() >= 5:
-        return False, f"{weekday} {day} ({territory}): no calls at weekends"
-    name = holiday(territory, day, department, cautious_alsace)
-    if name:
-        return False, f"public holiday {name} on {day} ({territory})"
-    return True, f"{weekday} {day} ({territory}) is a working day"
+        return False, f"{weekday} {day} ({_label(places)}): no calls at weekends"
+    found = _holiday_in(places, day, department, cautious_alsace)
+    if found:
+        among = f"; the number may serve {_label(places)}" if len(places) > 1 else ""
+        return False, f"public holiday {found[1]} on {day} ({found[0]}{among})"
+    return True, f"{weekday} {day} ({_label(places)}) is a working day"
 
 
-def hours_allowed(territory: Territory, instant: datetime) -> tuple[bool, str]:
+def hours_allowed(where: Where, instant: datetime) -> tuple[bool, str]:
     """R-20 on the callee's clock: (ok, why), the why worded either way."""
-    local = local_time(territory, instant)
+    places = territories(where)
+    local = local_time(places, instant)
     now = local.time()
     if any(start <= now < end for start, end in WINDOWS):
         windows = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in WINDOWS)
         return True, (f"callee local time {local:%Y-%m-%d %H:%M:%S} {local.tzname()} "
-                      f"({territory}) is inside {windows}")
-    return False, _window_reason(local, territory)
+                      f"({_label(places)}) is inside {windows}")
+    return False, _window_reason(local, _label(places))
 
 
 def allowed_at(
-    territory: Territory,
+    where: Where,
     instant: datetime,
     department: str | None = None,
     cautious_alsace: bool = True,
 ) -> tuple[bool, str | None, str | None]:
     """(ok, rule_id, reason) for a call at ``instant``: the first obstacle,
     days before hours (the rules themselves report both, see rules.py)."""
-    ok, why = day_allowed(territory, instant, department, cautious_alsace)
+    ok, why = day_allowed(where, instant, department, cautious_alsace)
     if not ok:
         return False, "R-21", why
-    ok, why = hours_allowed(territory, instant)
+    ok, why = hours_allowed(where, instant)
     return (True, None, None) if ok else (False, "R-20", why)
 
 
-def _open_day(territory: Territory, day: date, department: str | None, cautious: bool) -> bool:
-    return day.weekday() < 5 and holiday(territory, day, department, cautious) is None
+def _open_day(places: tuple[Territory, ...], day: date, department: str | None, cautious: bool) -> bool:
+    return day.weekday() < 5 and _holiday_in(places, day, department, cautious) is None
 
 
 def next_allowed(
-    territory: Territory,
+    where: Where,
     instant: datetime,
     department: str | None = None,
     cautious_alsace: bool = True,
@@ -182,14 +238,15 @@ def next_allowed(
     ``horizon_days`` (a long holiday run is for a human to look at).
     """
     _require_aware(instant)
-    tz = TIMEZONES[territory]
+    places = territories(where, department)
+    tz = _zone(places)
     start = instant.astimezone(UTC)
     limit = start + timedelta(days=horizon_days)
     day = start.astimezone(tz).date()
     while True:
         if datetime.combine(day, time(0), tz).astimezone(UTC) > limit:
             return None
-        if _open_day(territory, day, department, cautious_alsace):
+        if _open_day(places, day, department, cautious_alsace):
             for open_at, close_at in WINDOWS:
                 lo = datetime.combine(day, open_at, tz).astimezone(UTC)
                 hi = datetime.combine(day, close_at, tz).astimezone(UTC)

@@ -9,9 +9,16 @@ rules never read the clock themselves, so freezing it here is enough.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sentinelle.core.model import PARIS
+
+# How far ahead of this host's clock a recorded fact (consent given, refusal,
+# revocation) may be dated: the CRM's or the PBX's clock may run a little
+# ahead. Beyond it the instant is a typo until the admin says otherwise
+# (--allow-future): a consent dated next year stays valid a year too long, a
+# refusal dated next year leaves the callee callable until then.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 Clock = Callable[[], datetime]
 
@@ -28,3 +35,13 @@ def system_clock() -> datetime:
 
 def frozen(at: datetime) -> Clock:
     return lambda: at
+
+
+def refuse_future(instant: datetime, now: datetime, what: str) -> None:
+    """Raise ValueError, naming `what`, if `instant` is later than `now` plus
+    FUTURE_TOLERANCE."""
+    if instant > now + FUTURE_TOLERANCE:
+        minutes = int(FUTURE_TOLERANCE.total_seconds() // 60)
+        raise ValueError(f"{what} {instant.isoformat()} is in the future (now "
+                         f"{now.astimezone(UTC).isoformat(timespec='seconds')}, tolerance {minutes} "
+                         "min): a typo? If it is right, pass --allow-future")

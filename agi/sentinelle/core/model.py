@@ -36,6 +36,24 @@ class Purpose(StrEnum):
         return self in (Purpose.PROSPECTING, Purpose.PRESS)
 
 
+class Sector(StrEnum):
+    """What a campaign sells, for R-13 (values named after docs/rules.md's wording).
+
+    Telephone prospecting for energy-renovation work or equipment (loi
+    2020-901) and for home-adaptation work (loi 2025-594) is forbidden
+    outright, whatever the consent. `other` is the neutral default: any sector
+    the law does not ban.
+    """
+
+    ENERGY_RENOVATION = "energy-renovation"
+    HOME_ADAPTATION = "home-adaptation"
+    OTHER = "other"
+
+    @property
+    def is_banned(self) -> bool:
+        return self in (Sector.ENERGY_RENOVATION, Sector.HOME_ADAPTATION)
+
+
 class Dialing(StrEnum):
     AUTOMATED = "automated"
     MANUAL = "manual"
@@ -83,6 +101,7 @@ class Campaign:
     purpose: Purpose = Purpose.PROSPECTING
     dialing: Dialing = Dialing.AUTOMATED
     fail_open: bool = False  # on internal error: closed (block) unless the admin opts out
+    sector: Sector = Sector.OTHER  # R-13: banned sectors block every prospecting call
 
 
 @dataclass(frozen=True, slots=True)

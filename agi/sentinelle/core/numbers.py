@@ -21,6 +21,17 @@ Choices worth knowing (see docs/rules.md, "Numbers"):
   a PBX dial string; accepting them would widen the attack surface for nothing.
 * 08 and 09 numbers are ``NON_GEOGRAPHIC`` with territory FR: 09 is VoIP that
   can be answered anywhere, so metropolitan time is the documented default.
+* +590 is shared by Guadeloupe, Saint-Martin and Saint-Barthélemy, whose
+  public holidays differ (abolition of slavery: 27 May, 28 May, 9 October).
+  ``Number.territories`` lists every island a number may serve, and R-21
+  blocks the days of all of them (the cautious reading, as for an unknown
+  Alsace-Moselle department). Data source: libphonenumber's metadata (the
+  ``phonenumbers`` package), whose fixed-line ranges for regions GP, MF and
+  BL say which island(s) a 0590 block serves (0590 07: MF only; 0590 27, 29,
+  51, 52, 87: MF or BL; 0590 33-37: any of the three). Mobiles (0690, 0691,
+  07090) are listed for all three, and a range listed for none may be any.
+  ``territory`` stays one of them (libphonenumber's first match, GP for
+  mobiles) for what needs a single value; all three share UTC-4.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import PhoneNumber, PhoneNumberType
 
-__all__ = ["Kind", "Number", "NumberError", "Territory", "parse", "parse_caller_id"]
+__all__ = ["Kind", "Number", "NumberError", "Territory", "national_digits", "parse", "parse_caller_id"]
 
 MAX_RAW_LENGTH = 64  # longer input is rejected before any real work (cheap DoS guard)
 
@@ -76,6 +87,13 @@ class Number:
     kind: Kind
     territory: Territory | None  # None only for FOREIGN
     national: str  # French 10-digit form ("0692..." for overseas); "" for FOREIGN/SHORT
+    # Every territory the number may serve (R-21 blocks the days of each):
+    # several only for +590; left empty, it is `territory` alone.
+    territories: frozenset[Territory] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.territories and self.territory is not None:
+            object.__setattr__(self, "territories", frozenset({self.territory}))
 
     @property
     def is_french(self) -> bool:
@@ -124,8 +142,8 @@ _OVERSEAS: dict[str, tuple[int, Territory, Kind | None]] = {
 }
 _PREFIX_LENGTHS = sorted({len(p) for p in _OVERSEAS}, reverse=True)
 _FRENCH_CODES = frozenset({33} | {cc for cc, _, _ in _OVERSEAS.values()})
-# +590 is shared; phonenumbers knows which blocks are Saint-Martin / Saint-Barthélemy.
-_SHARED_590 = {"MF": Territory.MF, "BL": Territory.BL}
+# +590 is shared (see the module docstring); phonenumbers' regions for it.
+_SHARED_590 = {"GP": Territory.GP, "MF": Territory.MF, "BL": Territory.BL}
 
 _TYPE_TO_KIND = {
     PhoneNumberType.FIXED_LINE: Kind.FIXED,
@@ -150,6 +168,25 @@ def parse_caller_id(raw: str) -> Number:
     """Parse a presented caller ID (R-40..R-43): no short numbers, no outside prefix,
     because neither can legitimately appear as a presented number."""
     return _parse(raw, "", False)
+
+
+def national_digits(raw: str) -> str:
+    """The French national form ("0" + significant digits) of a presented
+    number, read off its shape alone, or "" for a shape that is not the French
+    plan's. No length or allocation check, on purpose: R-41 blocks "any number
+    that begins with 06 or 07, whatever the sub-range", including those
+    `parse_caller_id` refuses (an unallocated 07 range, +596 690...)."""
+    s = _SEPARATORS.sub("", _TRUNK_MARK.sub(r"\1\2", raw.strip()))
+    if s.startswith("00"):
+        s = "+" + s[2:]
+    if not s.startswith("+"):
+        return s if s.startswith("0") and s.isascii() and s.isdigit() else ""
+    for cc in _FRENCH_CODES:  # country codes are prefix-free
+        nsn = s.removeprefix(f"+{cc}")
+        if nsn != s and nsn.isascii() and nsn.isdigit():
+            nsn = nsn[1:] if cc == 33 and nsn.startswith("0") else nsn
+            return ("0508" if cc == 508 else "0") + nsn
+    return ""
 
 
 @lru_cache(maxsize=8192)
@@ -237,9 +274,21 @@ def _french(raw: str, national: str, written_cc: int | None) -> Number:
         # is enough; phonenumbers' validity lists lag Arcep (+596 596... and
         # most 0639 are "invalid"), and refusing those would block real callees.
         kind = table_kind or Kind.FIXED
+    territories = frozenset({territory})
     if cc == 590:
-        territory = _SHARED_590.get(phonenumbers.region_code_for_number(pn) or "", territory)
-    return Number(raw, f"+{cc}{nsn}", kind, territory, national)
+        territory, territories = _islands_590(pn)
+    return Number(raw, f"+{cc}{nsn}", kind, territory, national, territories)
+
+
+def _islands_590(pn: PhoneNumber) -> tuple[Territory, frozenset[Territory]]:
+    """(one island, every island the number may serve). Asking each region
+    matters: ``region_code_for_number`` stops at the first match, which put
+    Saint-Martin's 0590 87 on Saint-Barthélemy's calendar and every 0690
+    mobile on Guadeloupe's."""
+    listed = frozenset(t for region, t in _SHARED_590.items()
+                       if phonenumbers.is_valid_number_for_region(pn, region))
+    first = _SHARED_590.get(phonenumbers.region_code_for_number(pn) or "", Territory.GP)
+    return first, listed or frozenset(_SHARED_590.values())
 
 
 def _metropolitan(raw: str, national: str) -> Number:

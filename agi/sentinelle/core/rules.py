@@ -31,7 +31,7 @@ from sentinelle.core.model import (
     Status,
     Verdict,
 )
-from sentinelle.core.numbers import Kind, Number, NumberError, parse_caller_id
+from sentinelle.core.numbers import Kind, Number, NumberError, national_digits, parse_caller_id
 
 MAX_ATTEMPTS = 4  # R-30
 ATTEMPT_WINDOW = timedelta(days=30)  # R-30, calendar days in the callee's time
@@ -58,6 +58,8 @@ RULES: dict[str, str] = {
     "R-10": "fr-2023: callee on the Bloctel opposition snapshot, or snapshot stale/missing",
     "R-11": "fr-2026: no valid prior consent (opt-in) from the callee to this professional",
     "R-12": "Callee on this professional's internal opposition list",
+    "R-13": "Banned sector (energy-renovation, home-adaptation): no prospecting call, "
+            "whatever the consent, unless a contract is in progress",
     "R-20": "Outside Mon-Fri 10:00-13:00 / 14:00-20:00 in the callee's local time",
     "R-21": "Saturday, Sunday or a public holiday of the callee's territory",
     "R-22": "Exception: consent to be called in a stated slot lifts R-20/R-21",
@@ -166,6 +168,7 @@ def _evaluate(call: Call, callee: Number, history: History, policy: Policy) -> _
     states.append(_blocks("R-12", "callee asked this professional never to call again")
                   if history.opted_out else
                   RuleState("R-12", PASSES, "not on the internal opposition list"))
+    states.append(_sector_state(call, history))
 
     if callee.kind is Kind.FOREIGN:
         if not prospecting:
@@ -189,6 +192,23 @@ def _evaluate(call: Call, callee: Number, history: History, policy: Policy) -> _
         return _Evaluation(tuple(states), tuple(notes), local, False, False)
     states.extend(_prospecting_states(call, callee, history, policy, notes))
     return _Evaluation(tuple(states), tuple(notes), local, True, True)
+
+
+def _sector_state(call: Call, history: History) -> RuleState:
+    """R-13: a banned sector's prospecting is forbidden outright, so no consent,
+    list or hour lifts it (no `lifts_at`: retry_at stays None); only a contract
+    in progress with the callee does. Foreign callees too (they may be French
+    consumers on a foreign line): the cautious reading."""
+    sector = call.campaign.sector
+    if not call.campaign.purpose.is_consumer_prospecting:
+        return RuleState("R-13", NOT_APPLICABLE, f"purpose {call.campaign.purpose.value}")
+    if not sector.is_banned:
+        return RuleState("R-13", PASSES, f"campaign sector {sector.value} is not banned")
+    if history.contract:
+        return RuleState("R-13", PASSES, f"campaign sector {sector.value} is banned, but a "
+                         "contract in progress lifts it")
+    return _blocks("R-13", f"campaign sector {sector.value}: prospecting calls are forbidden "
+                   "whatever the consent; only a contract in progress lifts it")
 
 
 def _last_refusal(history: History, at: datetime) -> datetime | None:
@@ -220,9 +240,9 @@ def _calendar_states(
     R-22 consent slot that lifts whichever of them fails."""
     assert callee.territory is not None
     slot = _slot_consent(history.consents, call.at, policy, last_refusal, tz)
-    day = calendar.day_allowed(callee.territory, call.at, history.department,
+    day = calendar.day_allowed(callee.territories, call.at, history.department,
                                policy.cautious_alsace)
-    hours = calendar.hours_allowed(callee.territory, call.at)
+    hours = calendar.hours_allowed(callee.territories, call.at)
     states: list[RuleState] = []
     lifted: list[str] = []
     for rule, (ok, why) in (("R-21", day), ("R-20", hours)):
@@ -394,15 +414,37 @@ def _caller_id_states(call: Call) -> list[RuleState]:
 
 
 def _caller_id_findings(call: Call) -> list[RuleState]:
+    """Like `decide`, every rule that applies is reported: a mobile caller ID
+    breaks R-41 and, being neither an NPV nor an authorisable non-mobile
+    number, R-42 too."""
     raw = (call.caller_id or "").strip()
     if call.masked or raw.lower() in ("", "anonymous", "unknown", "restricted", "private"):
         return [_blocks("R-40", "masked or anonymous caller ID")]
     try:
-        number = parse_caller_id(raw)
+        number: Number | NumberError = parse_caller_id(raw)
     except NumberError as exc:
-        return [_blocks("R-42", f"caller ID is not a valid number: {exc}")]
-    if number.kind is Kind.MOBILE:
+        number = exc
+    return _mobile_findings(raw, number) + _range_findings(call, number)
+
+
+def _mobile_findings(raw: str, number: Number | NumberError) -> list[RuleState]:
+    """R-41 reads the digits as presented, not the parser's verdict: "any number
+    that begins with 06 or 07, whatever the sub-range" covers the unallocated
+    07 ranges and the overseas mobiles under a wrong country code, which the
+    parser refuses as invalid."""
+    if isinstance(number, Number) and number.kind is Kind.MOBILE:
         return [_blocks("R-41", f"mobile caller ID {number.national or number.e164}")]
+    national = national_digits(raw)
+    if national.startswith(("06", "07")):
+        return [_blocks("R-41", f"caller ID {national} begins with {national[:2]}: a mobile "
+                        "number, whatever the sub-range")]
+    return []
+
+
+def _range_findings(call: Call, number: Number | NumberError) -> list[RuleState]:
+    """R-42 and R-43: the ranges allowed for the campaign's dialing mode."""
+    if isinstance(number, NumberError):
+        return [_blocks("R-42", f"invalid caller ID {number.raw!r}: {number.why}")]
     if number.kind is Kind.FOREIGN or not number.national:
         return [_blocks("R-42", f"caller ID {number.e164} is not a French number")]
     national = number.national
@@ -415,12 +457,12 @@ def _caller_id_findings(call: Call) -> list[RuleState]:
             return [_blocks("R-42", f"automated dialing requires an Arcep NPV caller ID; "
                             f"{national} is not one")]
         return []
-    if is_npv or number.e164 in call.professional.caller_ids:
+    if is_npv or (number.e164 in call.professional.caller_ids and number.kind is not Kind.MOBILE):
         return []
     if national.startswith(TECHNICAL_PREFIXES):
         return []  # explicitly authorised by the admin (R-43 exception)
-    return [_blocks("R-42", f"manual dialing: caller ID {national} is neither an NPV nor "
-                    f"authorised for professional {call.professional.name}")]
+    return [_blocks("R-42", f"manual dialing: caller ID {national} is neither an NPV nor a "
+                    f"non-mobile number authorised for professional {call.professional.name}")]
 
 
 _RETRY_STEPS = 16  # each step jumps past at least one obstacle; more means "ask a human"
@@ -449,7 +491,7 @@ def _retry_at(
             return None  # an obstacle that does not move with time: do not loop
         t = max([t, *lifts])
         candidates = []
-        nxt = calendar.next_allowed(callee.territory, t, history.department, policy.cautious_alsace)
+        nxt = calendar.next_allowed(callee.territories, t, history.department, policy.cautious_alsace)
         if nxt is not None:
             candidates.append(nxt)
         for c in history.consents:  # R-22: a slot may open before the next ordinary window

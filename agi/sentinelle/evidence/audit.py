@@ -30,6 +30,8 @@ recorded, so every row is a call that was placed):
   were checked against a snapshot the store no longer keeps: they are counted
   as unverifiable, not as violations.
 - R-12: no attempt after the callee joined the professional's opposition list.
+- R-13: no prospecting attempt of a campaign whose sector is banned, unless a
+  contract with the callee was recorded before it.
 - R-02: no prospecting attempt to a foreign number when `policy.foreign` is block.
 - Evidence: every attempt points to a logged ALLOW decision for the same callee.
 
@@ -183,6 +185,11 @@ def audit(conn: sqlite3.Connection, config: Config) -> AuditReport:
             added = optouts.get(key)
             if added is not None and added <= at:
                 bad("R-12", aid, at, f"on the opposition list since {added.isoformat()}")
+            sector = config.campaigns[campaign].sector if campaign in config.campaigns else None
+            under_contract = contracts.get(key) is not None and contracts[key] <= at
+            if sector is not None and sector.is_banned and purpose.is_consumer_prospecting \
+                    and not under_contract:
+                bad("R-13", aid, at, f"campaign sector {sector.value} is banned (no contract)")
             if number is None:
                 bad("R-01", aid, at, "the recorded callee is not a valid number")
                 continue
@@ -191,7 +198,7 @@ def audit(conn: sqlite3.Connection, config: Config) -> AuditReport:
                     bad("R-02", aid, at, "foreign number with policy foreign=block")
                 continue
             valid = [c for c in consents.get(key, ()) if _valid(c, at, last_refusal, tz, policy)]
-            ok, _rule, reason = calendar.allowed_at(number.territory, at, departments.get(e164),
+            ok, _rule, reason = calendar.allowed_at(number.territories, at, departments.get(e164),
                                                     policy.cautious_alsace)
             if not ok and not any(c.slot_from is not None and c.slot_until is not None
                                   and c.slot_from <= at < c.slot_until for c in valid):

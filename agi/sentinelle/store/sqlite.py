@@ -61,6 +61,15 @@ class StoreBusy(StoreError):
     """Another connection holds the lock: nothing was written, try again."""
 
 
+class SnapshotShrinks(ValueError):
+    """A new Bloctel snapshot much smaller than the one it would replace: not a
+    store fault (the store is fine), a suspicious file the importer refuses."""
+
+    def __init__(self, new: int, current: int, current_date: str) -> None:
+        super().__init__(f"new snapshot of {new} numbers would replace one of {current}")
+        self.new, self.current, self.current_date = new, current, current_date
+
+
 def ts(instant: datetime) -> str:
     """One fixed UTC text format, so that SQL string comparison is time order."""
     if instant.tzinfo is None:
@@ -532,14 +541,24 @@ class Store:
                 f"INSERT OR IGNORE INTO {_snapshot_table(sid)} (e164)"  # noqa: S608 - int id
                 " SELECT value FROM json_each(?)", (data,))
 
-    def commit_snapshot(self, sid: int) -> int:
-        """The atomic switch: the new snapshot becomes current, the old one goes."""
+    def commit_snapshot(self, sid: int, shrink_floor: float = 0.0) -> int:
+        """The atomic switch: the new snapshot becomes current, the old one goes.
+
+        Raises SnapshotShrinks (nothing switched) when the new snapshot holds
+        fewer than `shrink_floor` times the numbers of the current one of the
+        same kind: checked inside the switch's transaction, so the comparison
+        is with the snapshot actually being replaced."""
         with self.transaction() as conn:
-            row = conn.execute("SELECT professional FROM bloctel_snapshots WHERE id=? AND"
+            row = conn.execute("SELECT professional, kind FROM bloctel_snapshots WHERE id=? AND"
                                " state='loading'", (sid,)).fetchone()
             if row is None:
                 raise StoreError(f"snapshot {sid} is not being loaded")
             count = conn.execute(f"SELECT count(*) FROM {_snapshot_table(sid)}").fetchone()[0]  # noqa: S608
+            current = conn.execute(
+                "SELECT count, snapshot_date FROM bloctel_snapshots WHERE professional=? AND"
+                " kind=? AND state='current'", row).fetchone()
+            if current is not None and count < current[0] * shrink_floor:
+                raise SnapshotShrinks(count, current[0], current[1])
             old = [r[0] for r in conn.execute(
                 "SELECT id FROM bloctel_snapshots WHERE professional=? AND state='current'",
                 (row[0],))]
