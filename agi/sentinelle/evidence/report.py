@@ -30,7 +30,6 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,6 @@ BASES = ("consent (R-11)", "contract (R-10/R-11 exception)", "Bloctel checked (R
 # matplotlib is imported lazily: `sentinelle check` and the AGI never pay for it.
 
 
-@lru_cache(maxsize=65536)
 @dataclass
 class Chart:
     id: str
