@@ -259,8 +259,17 @@ def _empty(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666")
 
 
-def chart_hours(d: ReportData) -> Chart:
-    title = "Calls per hour of the callee's local time"
+TITLES = {
+    "chart-hours": "Calls per hour of the callee's local time",
+    "chart-blocks": "Blocked calls by rule over time",
+    "chart-attempts": "Attempts per callee per rolling 30 days",
+    "chart-campaigns": "Call outcomes and refusals per campaign",
+    "chart-coverage": "Bloctel snapshot age and legal basis of the calls placed",
+}
+
+
+def figure_hours(d: ReportData) -> Any:
+    title = TITLES["chart-hours"]
     fig, ax = _figure()
     hours = list(range(24))
     for i, (lo, hi) in enumerate(calendar.WINDOWS):
@@ -279,11 +288,16 @@ def chart_hours(d: ReportData) -> Chart:
     ax.set_ylabel("Calls")
     _counts(ax.yaxis)
     ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def chart_hours(d: ReportData) -> Chart:
+    title = TITLES["chart-hours"]
     caption = ("Each call is placed at the hour it rang on the callee's clock (Réunion is "
                "UTC+4, Guadeloupe UTC-4...). Green bands are the legal windows of R-20 "
                "(10:00-13:00, 14:00-20:00, weekdays). Red: calls placed outside legal hours "
                "or on a weekend/national holiday; lawful only inside an R-22 consent slot.")
-    return Chart("chart-hours", title, caption, _svg(fig, "chart-hours", title))
+    return Chart("chart-hours", title, caption, _svg(figure_hours(d), "chart-hours", title))
 
 
 def _rule_order(rule: str) -> tuple[int, str]:
@@ -291,10 +305,10 @@ def _rule_order(rule: str) -> tuple[int, str]:
     return (keys.index(rule), rule) if rule in RULES else (len(keys), rule)
 
 
-def chart_blocks(d: ReportData) -> Chart:
+def figure_blocks(d: ReportData) -> Any:
     import matplotlib
 
-    title = "Blocked calls by rule over time"
+    title = TITLES["chart-blocks"]
     fig, ax = _figure()
     rules = sorted({r for c in d.blocks.values() for r in c}, key=_rule_order)
     days = sorted(d.blocks)
@@ -316,14 +330,19 @@ def chart_blocks(d: ReportData) -> Chart:
     if rules:
         ax.legend(loc="upper left", fontsize=8, ncols=min(len(rules), 6))
     fig.autofmt_xdate()
+    return fig
+
+
+def chart_blocks(d: ReportData) -> Chart:
+    title = TITLES["chart-blocks"]
     caption = ("Calls sentinelle refused, per " + d.bucket + ", stacked by the rule that "
                "blocked them; a call blocked by two rules counts once for each. Rule ids are "
                "those of docs/rules.md (`sentinelle rules`); SYS-* are sentinelle's own faults.")
-    return Chart("chart-blocks", title, caption, _svg(fig, "chart-blocks", title))
+    return Chart("chart-blocks", title, caption, _svg(figure_blocks(d), "chart-blocks", title))
 
 
-def chart_windows(d: ReportData) -> Chart:
-    title = "Attempts per callee per rolling 30 days"
+def figure_attempts(d: ReportData) -> Any:
+    title = TITLES["chart-attempts"]
     fig, ax = _figure()
     top = max([MAX_ATTEMPTS + 1, *d.window_max])
     xs = list(range(1, top + 1))
@@ -341,14 +360,19 @@ def chart_windows(d: ReportData) -> Chart:
     ax.set_ylabel("Callees")
     _counts(ax.yaxis)
     ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def chart_windows(d: ReportData) -> Chart:
+    title = TITLES["chart-attempts"]
     caption = ("For each callee (and professional: R-30 counts per professional), the highest "
                "number of attempts found in any window of 30 calendar days ending in the "
                "period, answered or not. Nothing may stand right of the dashed line.")
-    return Chart("chart-attempts", title, caption, _svg(fig, "chart-attempts", title))
+    return Chart("chart-attempts", title, caption, _svg(figure_attempts(d), "chart-attempts", title))
 
 
-def chart_campaigns(d: ReportData) -> Chart:
-    title = "Call outcomes and refusals per campaign"
+def figure_campaigns(d: ReportData) -> Any:
+    title = TITLES["chart-campaigns"]
     fig, (ax, ax2) = _figure(10.0, 4.2, 2)
     camps = sorted(set(d.outcomes) | set(d.refusals))
     if not camps:
@@ -382,15 +406,20 @@ def chart_campaigns(d: ReportData) -> Chart:
     _counts(ax.xaxis)
     _counts(ax2.xaxis)
     fig.suptitle(title)
+    return fig
+
+
+def chart_campaigns(d: ReportData) -> Chart:
+    title = TITLES["chart-campaigns"]
     caption = ("Left: what became of the calls placed (ARI listener: answered, busy, no "
                "answer, failed; unknown when the listener lost the call). Right: refusals "
                "recorded per campaign (DTMF, agent disposition or CLI); each starts 60 days "
                "of silence for that professional (R-31).")
-    return Chart("chart-campaigns", title, caption, _svg(fig, "chart-campaigns", title))
+    return Chart("chart-campaigns", title, caption, _svg(figure_campaigns(d), "chart-campaigns", title))
 
 
-def chart_coverage(d: ReportData, config: Config) -> Chart:
-    title = "Bloctel snapshot age and legal basis of the calls placed"
+def figure_coverage(d: ReportData, config: Config) -> Any:
+    title = TITLES["chart-coverage"]
     fig, (ax, ax2) = _figure(10.0, 4.2, 2)
     limit = config.policy.bloctel_max_age_days
     for pro, ages in sorted(d.snapshot_ages.items()):
@@ -427,13 +456,19 @@ def chart_coverage(d: ReportData, config: Config) -> Chart:
     _counts(ax.yaxis)
     _counts(ax2.xaxis)
     fig.suptitle(title)
+    return fig
+
+
+def chart_coverage(d: ReportData, config: Config) -> Chart:
+    title = TITLES["chart-coverage"]
+    limit = config.policy.bloctel_max_age_days
     caption = ("Left: under fr-2023 every prospecting call needs a Bloctel snapshot at most "
                f"{limit} days old (R-10); the line is the age of the oldest snapshot the "
                "fr-2023 checks of each day relied on, read from the decision log (no point: "
                "no fr-2023 check that day). Right: why each call placed was lawful: a "
                "valid consent (fr-2026, R-11), a contract in progress, a clean Bloctel check "
                "(fr-2023), a press campaign, or a non-prospecting purpose.")
-    return Chart("chart-coverage", title, caption, _svg(fig, "chart-coverage", title))
+    return Chart("chart-coverage", title, caption, _svg(figure_coverage(d, config), "chart-coverage", title))
 
 
 # -- HTML -----------------------------------------------------------------------
