@@ -26,6 +26,7 @@ import html
 import io
 import re
 import time
+from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -268,6 +269,97 @@ TITLES = {
 }
 
 
+TICK_FONT = 8.5
+# Label every k-th bar, k taken from these (a week of days, a quarter of months...).
+LABEL_STEPS = {"day": (1, 2, 7, 14, 28), "week": (1, 2, 4, 8, 13, 26, 52),
+               "month": (1, 2, 3, 6, 12, 24, 60, 120)}
+
+
+# -- the time axis: the requested period, one bar per day, week or month
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A bar of a chart over time: a bucket cut to the requested period, so
+    the axis is exactly the period and a week or month that starts before it
+    (or ends after it) is drawn only over the days it really counts."""
+
+    key: date    # the bucket as ReportData keys it: the day, its Monday, its 1st
+    first: date  # its first day inside the period (Europe/Paris)
+    stop: date   # the day after its last day inside the period
+
+    @property
+    def days(self) -> int:
+        return (self.stop - self.first).days
+
+
+def period_days(d: ReportData) -> tuple[date, date]:
+    """First Paris day of the period and the day after its last: `end` is
+    excluded, so a period ending at midnight does not show the next day."""
+    first = d.start.astimezone(PARIS).date()
+    stop = (d.end - timedelta(microseconds=1)).astimezone(PARIS).date() + timedelta(days=1)
+    return first, stop
+
+
+def _next_bucket(key: date, bucket: str) -> date:
+    if bucket == "day":
+        return key + timedelta(days=1)
+    if bucket == "week":
+        return key + timedelta(days=7)
+    return (key.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def slots(d: ReportData) -> list[Slot]:
+    """Every bucket of the period, with data or not: an empty day is a gap an
+    auditor must see, not a day that silently disappears from the axis."""
+    first, stop = period_days(d)
+    out, key = [], _bucket_start(first, d.bucket)
+    while key < stop:
+        after = _next_bucket(key, d.bucket)
+        out.append(Slot(key, max(key, first), min(after, stop)))
+        key = after
+    return out
+
+
+def _x(day: date) -> float:
+    """matplotlib's day number of a Paris day's start: the axes count in days,
+    so a bar of width 1 is one calendar day."""
+    from matplotlib.dates import date2num
+
+    return float(date2num(datetime(day.year, day.month, day.day)))  # type: ignore[no-untyped-call]
+
+
+def _middle(slot: Slot) -> float:
+    return _x(slot.first) + slot.days / 2
+
+
+def _slot_label(slot: Slot, bucket: str) -> str:
+    return f"{slot.first:%Y-%m}" if bucket == "month" else slot.first.isoformat()
+
+
+def _time_axis(ax: Any, d: ReportData, period: list[Slot]) -> None:
+    """x = the requested period, in whole days. Each bar is centred on the
+    middle of its slot (noon for a day) with a tick there; the label under a
+    bar is that bar's own day, first day of its week, or month. Labels go on
+    every k-th bar, k the smallest step that fits them side by side, unrotated,
+    in the width the axes get once laid out: call this last."""
+    fig = ax.get_figure()
+    fig.get_layout_engine().execute(fig)
+    room = ax.get_position().width * fig.get_figwidth()
+    labels = [_slot_label(s, d.bucket) for s in period]
+    middles = [_middle(s) for s in period]
+    # DejaVu digits are 0.64 em wide; keep a gap of one em and a half.
+    per_label = (max(map(len, labels)) * 0.64 + 1.5) * TICK_FONT / 72
+    fits = max(1, int(room / per_label))
+    steps = LABEL_STEPS[d.bucket]
+    step = next((k for k in steps if -(-len(period) // k) <= fits), -(-len(period) // fits))
+    ax.set_xlim(_x(period[0].first), _x(period[-1].stop))
+    ax.set_xticks(middles, minor=True)
+    ax.set_xticks(middles[::step], labels[::step], fontsize=TICK_FONT)
+    ax.set_xlabel({"day": "Day (Europe/Paris)",
+                   "week": "Week from Monday (Europe/Paris), labelled with its first day",
+                   "month": "Month (Europe/Paris)"}[d.bucket])
+
+
 def figure_hours(d: ReportData) -> Any:
     title = TITLES["chart-hours"]
     fig, ax = _figure()
@@ -311,33 +403,35 @@ def figure_blocks(d: ReportData) -> Any:
     title = TITLES["chart-blocks"]
     fig, ax = _figure()
     rules = sorted({r for c in d.blocks.values() for r in c}, key=_rule_order)
-    days = sorted(d.blocks)
-    if not days:
-        _empty(ax, "no blocked call in this period")
+    period = slots(d)
+    middles = [_middle(s) for s in period]
+    widths = [s.days * 0.8 for s in period]
     cmap = matplotlib.colormaps["tab20"]
-    bottom = [0] * len(days)
-    width = {"day": 0.8, "week": 5.5, "month": 25}[d.bucket]
+    bottom = [0] * len(period)
     for rule in rules:
-        values = [d.blocks[day][rule] for day in days]
+        values = [d.blocks.get(s.key, Counter())[rule] for s in period]
         color = cmap(_rule_order(rule)[0] % 20)
-        ax.bar(days, values, width, bottom=bottom, color=color, label=rule)
+        ax.bar(middles, values, widths, bottom=bottom, color=color, label=rule)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_title(title)
-    ax.set_xlabel({"day": "Day (Europe/Paris)", "week": "Week starting (Europe/Paris)",
-                   "month": "Month (Europe/Paris)"}[d.bucket])
-    ax.set_ylabel("Blocked calls (one per rule that blocked)")
-    _counts(ax.yaxis)
     if rules:
+        ax.set_ylabel("Blocked calls (one per rule that blocked)")
+        _counts(ax.yaxis)
         ax.legend(loc="upper left", fontsize=8, ncols=min(len(rules), 6))
-    fig.autofmt_xdate()
+    else:
+        _empty(ax, "no blocked call in this period")
+    _time_axis(ax, d, period)
     return fig
 
 
 def chart_blocks(d: ReportData) -> Chart:
     title = TITLES["chart-blocks"]
     caption = ("Calls sentinelle refused, per " + d.bucket + ", stacked by the rule that "
-               "blocked them; a call blocked by two rules counts once for each. Rule ids are "
-               "those of docs/rules.md (`sentinelle rules`); SYS-* are sentinelle's own faults.")
+               "blocked them; a call blocked by two rules counts once for each. The axis is "
+               "the whole period, each bar over its own " + d.bucket
+               + (" (the first and last cut to the period)" if d.bucket != "day" else "")
+               + ". Rule ids are those of docs/rules.md (`sentinelle rules`); SYS-* are "
+               "sentinelle's own faults.")
     return Chart("chart-blocks", title, caption, _svg(figure_blocks(d), "chart-blocks", title))
 
 
@@ -418,25 +512,40 @@ def chart_campaigns(d: ReportData) -> Chart:
     return Chart("chart-campaigns", title, caption, _svg(figure_campaigns(d), "chart-campaigns", title))
 
 
+def _ages_per_slot(ages: dict[date, int], period: list[Slot]) -> list[float]:
+    """The oldest age per slot, NaN where no fr-2023 check was made (the line
+    breaks there instead of joining two days across a gap). Ages are keyed by
+    the decision's UTC day, which can be the eve of the period's first Paris
+    day: such a point is the first slot's, as its decision is in the period."""
+    firsts = [s.first for s in period]
+    out = [float("nan")] * len(period)
+    for day, age in ages.items():
+        i = max(0, bisect_right(firsts, day) - 1)
+        if not out[i] >= age:  # NaN or younger
+            out[i] = age
+    return out
+
+
 def figure_coverage(d: ReportData, config: Config) -> Any:
     title = TITLES["chart-coverage"]
     fig, (ax, ax2) = _figure(10.0, 4.2, 2)
+    fig.suptitle(title)
     limit = config.policy.bloctel_max_age_days
+    period = slots(d)
+    middles = [_middle(s) for s in period]
     for pro, ages in sorted(d.snapshot_ages.items()):
-        days = sorted(ages)
-        ax.plot(days, [ages[day] for day in days], marker="o", markersize=3, label=pro)
-    if not d.snapshot_ages:
-        _empty(ax, "no fr-2023 decision with a Bloctel snapshot in this period")
+        ax.plot(middles, _ages_per_slot(ages, period), marker="o", markersize=3,
+                label=f"snapshot used by {pro}")
     ax.axhline(limit, color="#c53030", linestyle="--", label=f"stale after {limit} days (R-10)")
     oldest = max((v for ages in d.snapshot_ages.values() for v in ages.values()), default=0)
     ax.set_ylim(0, max(limit, oldest) * 1.3 + 1)
-    ax.set_title("Age of the Bloctel snapshot the checks used")
-    ax.set_xlabel("Day (Europe/Paris)")
+    ax.set_title("Age of the Bloctel snapshot the checks used"
+                 + ("" if d.bucket == "day" else f" (oldest per {d.bucket})"), fontsize=11)
     ax.set_ylabel("Snapshot age (days)")
+    _counts(ax.yaxis)
+    if not d.snapshot_ages:
+        _empty(ax, "no fr-2023 decision with a Bloctel snapshot in this period")
     ax.legend(loc="upper left", fontsize=8)
-    for label in ax.get_xticklabels():
-        label.set_rotation(30)
-        label.set_horizontalalignment("right")
     pros = sorted(d.basis)
     left = [0] * len(pros)
     colors = ["#2f855a", "#3182ce", "#d69e2e", "#805ad5", "#a0aec0", "#e2e8f0"]
@@ -445,27 +554,27 @@ def figure_coverage(d: ReportData, config: Config) -> Any:
         if any(values):
             ax2.barh(pros, values, 0.5, left=left, color=color, label=basis)
             left = [a + b for a, b in zip(left, values, strict=True)]
+    ax2.set_title("Legal basis of the calls placed", fontsize=11)
     if not pros:
         _empty(ax2, "no call placed in this period")
     else:
         ax2.legend(loc="lower right", fontsize=8)
     ax2.set_ylim(-0.75, max(len(pros), 2) - 0.25)
-    ax2.set_title("Legal basis of the calls placed")
     ax2.set_xlabel("Calls placed (attempts)")
     ax2.set_ylabel("Professional")
-    _counts(ax.yaxis)
     _counts(ax2.xaxis)
-    fig.suptitle(title)
+    _time_axis(ax, d, period)
     return fig
 
 
 def chart_coverage(d: ReportData, config: Config) -> Chart:
     title = TITLES["chart-coverage"]
     limit = config.policy.bloctel_max_age_days
+    each = "day" if d.bucket == "day" else f"{d.bucket} (the oldest of its days)"
     caption = ("Left: under fr-2023 every prospecting call needs a Bloctel snapshot at most "
                f"{limit} days old (R-10); the line is the age of the oldest snapshot the "
-               "fr-2023 checks of each day relied on, read from the decision log (no point: "
-               "no fr-2023 check that day). Right: why each call placed was lawful: a "
+               f"fr-2023 checks of each {each} relied on, read from the decision log (no "
+               "point: no fr-2023 check then). Right: why each call placed was lawful: a "
                "valid consent (fr-2026, R-11), a contract in progress, a clean Bloctel check "
                "(fr-2023), a press campaign, or a non-prospecting purpose.")
     return Chart("chart-coverage", title, caption, _svg(figure_coverage(d, config), "chart-coverage", title))
