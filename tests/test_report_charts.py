@@ -1,18 +1,21 @@
-"""The report's charts over time at every span an admin asks for (1 day, 7
-days, 90 days, 3 years), checked on the matplotlib figures before SVG export
-and, whole, in headless Chromium.
+"""The report's charts at every span an admin asks for (1 day, 7 days, 90 days,
+3 years, and an empty period), checked on the matplotlib figures before SVG
+export and, whole, in headless Chromium.
 
 What an auditor reads off a chart must be true: each bar stands over its own
-day (week, month), the time axis is the requested period, and the heights are
-the store's counts.
+day (week, month), the time axis is the requested period, no label or legend
+hides another or hides data, an empty chart says there is no data instead of
+drawing a 0-1 scale, and the heights are the store's counts.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +72,24 @@ def spans(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Span]]
         span.store.close()
 
 
+def figures(d: report.ReportData, config: Config) -> dict[str, Any]:
+    figs = {"chart-hours": report.figure_hours(d), "chart-blocks": report.figure_blocks(d),
+            "chart-attempts": report.figure_attempts(d),
+            "chart-campaigns": report.figure_campaigns(d),
+            "chart-coverage": report.figure_coverage(d, config)}
+    for fig in figs.values():
+        FigureCanvasAgg(fig).draw()  # lays out; tick labels and extents become real
+    return figs
+
+
 def tick_labels(axis: Any) -> list[Any]:
     return [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+
+
+def texts(fig: Any) -> list[str]:
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
 
 
 def store_blocks(span: Span) -> Counter[tuple[date, str]]:
@@ -138,6 +157,61 @@ def test_blocks_stand_on_their_own_day_across_the_requested_period(spans, name):
     for (day, rule), n in store_blocks(span).items():
         expected[(bucket_of(day, d.bucket, span)[0], rule)] += n
     assert shown == expected and sum(expected.values()) > 0
+
+
+def test_an_empty_period_says_no_data_in_every_chart(spans):
+    span = spans["7 days"]
+    lo = datetime(2025, 1, 1, tzinfo=PARIS)
+    d = report.collect(span.config, span.store, lo, lo + timedelta(days=31))
+    figs = figures(d, span.config)
+    for chart_id, fig in figs.items():
+        words = " ".join(texts(fig)).lower()
+        assert "no data" in words, f"{chart_id} does not say that there is no data"
+        for ax in fig.axes:
+            for label in tick_labels(ax.xaxis) + tick_labels(ax.yaxis):
+                # a made-up 0-1 (or -0.05..0.05) scale: fractions never count calls
+                assert not re.fullmatch(r"[−-]?\d+\.\d+", label.get_text()), \
+                    f"{chart_id}: tick {label.get_text()!r} on an empty chart"
+    blocks = figs["chart-blocks"].axes[0]
+    assert blocks.get_xlim() == pytest.approx((date2num(date(2025, 1, 1)),
+                                                date2num(date(2025, 2, 1))))
+    svg = report.chart_blocks(d).svg
+    assert "No data" in svg and "no blocked call in this period" in svg
+
+
+def overlaps(a: Any, b: Any, pad: float = 1.0) -> bool:
+    return a.x0 < b.x1 - pad and b.x0 < a.x1 - pad and a.y0 < b.y1 - pad and b.y0 < a.y1 - pad
+
+
+@pytest.mark.parametrize("name", list(SPANS))
+def test_no_label_or_legend_hides_another_or_the_data(spans, name):
+    span = spans[name]
+    for chart_id, fig in figures(span.data(), span.config).items():
+        renderer = fig.canvas.get_renderer()
+        labels = []
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                boxes = [t.get_window_extent(renderer) for t in tick_labels(axis)]
+                for a, b in combinations(boxes, 2):
+                    assert not overlaps(a, b), f"{name}, {chart_id}: tick labels overlap"
+                labels += boxes
+            labels += [t.get_window_extent(renderer) for t in
+                       (ax.xaxis.label, ax.yaxis.label, ax.title) if t.get_text()]
+        legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            for ax in fig.axes:
+                # Outside every plot area: it can cover no bar, point or count.
+                assert not overlaps(box, ax.bbox), f"{name}, {chart_id}: legend over a plot"
+            assert not any(overlaps(box, other) for other in labels), \
+                f"{name}, {chart_id}: legend over a label"
+        for ax in fig.axes:
+            # Counts written over bars stay inside the plot, clear of each other.
+            notes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text()]
+            for note in notes:
+                assert ax.bbox.x0 <= note.x0 and note.x1 <= ax.bbox.x1 + 1
+                assert ax.bbox.y0 <= note.y0 and note.y1 <= ax.bbox.y1 + 1, \
+                    f"{name}, {chart_id}: a count is drawn out of its plot"
 
 
 def test_the_reports_of_each_span_render_in_chromium(spans, tmp_path):

@@ -256,8 +256,24 @@ def _counts(axis: Any) -> None:
     axis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _empty(ax: Any, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666")
+def _empty(ax: Any, text: str, scales: str = "xy") -> None:
+    """Say where the bars would be that there are none, and draw no made-up
+    scale on the axes named in `scales`: an empty 0-1 axis reads as measured
+    zeros, or worse, as a fraction of something."""
+    ax.text(0.5, 0.5, "No data: " + text, ha="center", va="center", transform=ax.transAxes,
+            color="#4a5568", fontsize=11)
+    if "x" in scales:
+        ax.set_xticks([])
+    if "y" in scales:
+        ax.set_yticks([])
+        ax.set_ylabel("")
+
+
+def _legend_below(fig: Any, handles: list[Any], loc: str = "outside lower center",
+                  ncols: int = 2) -> None:
+    """Legends go under the plots, never over them: inside an axes a legend
+    sooner or later hides the tallest bar or its count."""
+    fig.legend(handles=handles, loc=loc, ncols=ncols, fontsize=8, frameon=False)
 
 
 TITLES = {
@@ -379,7 +395,11 @@ def figure_hours(d: ReportData) -> Any:
     ax.set_xlabel("Hour of day on the callee's clock (0-23)")
     ax.set_ylabel("Calls")
     _counts(ax.yaxis)
-    ax.legend(loc="upper left", fontsize=8)
+    if any(d.placed_by_hour) or any(d.outside_by_hour) or any(d.blocked_by_hour):
+        _legend_below(fig, ax.get_legend_handles_labels()[0])
+    else:
+        _empty(ax, "no call to a French number in this period" if d.foreign_calls
+               else "no call in this period", "y")
     return fig
 
 
@@ -417,9 +437,12 @@ def figure_blocks(d: ReportData) -> Any:
     if rules:
         ax.set_ylabel("Blocked calls (one per rule that blocked)")
         _counts(ax.yaxis)
-        ax.legend(loc="upper left", fontsize=8, ncols=min(len(rules), 6))
+        # Beside the plot, top rule first as in the stack: it never hides a bar.
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1),
+                  fontsize=8, title="Rule", title_fontsize=8, frameon=False)
     else:
-        _empty(ax, "no blocked call in this period")
+        _empty(ax, "no blocked call in this period", "y")
     _time_axis(ax, d, period)
     return fig
 
@@ -446,14 +469,18 @@ def figure_attempts(d: ReportData) -> Any:
     for x, v in zip(xs, values, strict=True):
         if v:
             ax.annotate(str(v), (x, v), ha="center", va="bottom", fontsize=8)
-    ax.axvline(MAX_ATTEMPTS + 0.5, color="#c53030", linestyle="--",
-               label=f"limit: {MAX_ATTEMPTS} attempts per 30 days (R-30)")
+    limit = ax.axvline(MAX_ATTEMPTS + 0.5, color="#c53030", linestyle="--",
+                       label=f"limit: {MAX_ATTEMPTS} attempts per 30 days (R-30)")
     ax.set_xticks(xs)
     ax.set_title(title)
     ax.set_xlabel("Most attempts in any rolling 30-day window (per professional and callee)")
     ax.set_ylabel("Callees")
     _counts(ax.yaxis)
-    ax.legend(loc="upper right", fontsize=8)
+    if any(values):
+        ax.set_ylim(0, max(values) * 1.15)  # room for the count over the tallest bar
+    else:
+        _empty(ax, "no call placed in this period", "y")
+    _legend_below(fig, [limit], ncols=1)
     return fig
 
 
@@ -469,9 +496,6 @@ def figure_campaigns(d: ReportData) -> Any:
     title = TITLES["chart-campaigns"]
     fig, (ax, ax2) = _figure(10.0, 4.2, 2)
     camps = sorted(set(d.outcomes) | set(d.refusals))
-    if not camps:
-        _empty(ax, "no call placed in this period")
-        _empty(ax2, "no refusal in this period")
     colors = {"answered": "#2f855a", "busy": "#dd6b20", "no-answer": "#d69e2e",
               "failed": "#c53030", "unknown": "#718096", "erased": "#cbd5e0", "": "#e2e8f0"}
     left = [0] * len(camps)
@@ -481,25 +505,37 @@ def figure_campaigns(d: ReportData) -> Any:
             ax.barh(camps, values, 0.5, left=left, color=colors[outcome],
                     label=OUTCOME_LABELS.get(outcome, outcome))
             left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_title("Outcomes of the calls placed")
+    ax2.set_title("Refusals (R-31)")
+    fig.suptitle(title)
+    if not camps:
+        _empty(ax, "no call placed in this period")
+        _empty(ax2, "no refusal in this period")
+        return fig
     for a in (ax, ax2):
         a.set_ylim(-0.75, max(len(camps), 2) - 0.25)  # thin bars even for one campaign
-    ax.set_title("Outcomes of the calls placed")
     ax.set_xlabel("Calls placed (attempts)")
     ax.set_ylabel("Campaign")
-    if camps:
-        ax.legend(loc="lower right", fontsize=8)
+    _counts(ax.xaxis)
+    _legend_below(fig, ax.get_legend_handles_labels()[0], "outside lower left", ncols=3)
     refusals = [d.refusals[c] for c in camps]
+    if not any(refusals):
+        # Zero is a count, not a missing one: say it instead of a -0.05..0.05 scale.
+        ax2.barh(camps, refusals, 0.5)
+        ax2.text(0.5, 0.5, "no refusal recorded in this period", ha="center", va="center",
+                 transform=ax2.transAxes, color="#4a5568", fontsize=11)
+        ax2.set_xticks([])
+        return fig
     ax2.barh(camps, refusals, 0.5, color="#805ad5")
     for c, n in zip(camps, refusals, strict=True):
         answered = d.outcomes.get(c, Counter())["answered"]
         rate = f" ({100 * n / answered:.0f}% of answered)" if answered else ""
         if n:
-            ax2.annotate(f"{n}{rate}", (n, c), va="center", fontsize=8)
-    ax2.set_title("Refusals (R-31)")
+            ax2.annotate(f"{n}{rate}", (n, c), xytext=(3, 0), textcoords="offset points",
+                         va="center", fontsize=8)
+    ax2.set_xlim(0, max(refusals) / 0.55)  # room right of the longest bar for its count
     ax2.set_xlabel("Refusals recorded")
-    _counts(ax.xaxis)
     _counts(ax2.xaxis)
-    fig.suptitle(title)
     return fig
 
 
@@ -528,7 +564,7 @@ def _ages_per_slot(ages: dict[date, int], period: list[Slot]) -> list[float]:
 
 def figure_coverage(d: ReportData, config: Config) -> Any:
     title = TITLES["chart-coverage"]
-    fig, (ax, ax2) = _figure(10.0, 4.2, 2)
+    fig, (ax, ax2) = _figure(10.0, 4.6, 2)
     fig.suptitle(title)
     limit = config.policy.bloctel_max_age_days
     period = slots(d)
@@ -536,16 +572,17 @@ def figure_coverage(d: ReportData, config: Config) -> Any:
     for pro, ages in sorted(d.snapshot_ages.items()):
         ax.plot(middles, _ages_per_slot(ages, period), marker="o", markersize=3,
                 label=f"snapshot used by {pro}")
-    ax.axhline(limit, color="#c53030", linestyle="--", label=f"stale after {limit} days (R-10)")
+    stale = ax.axhline(limit, color="#c53030", linestyle="--",
+                       label=f"stale after {limit} days (R-10)")
     oldest = max((v for ages in d.snapshot_ages.values() for v in ages.values()), default=0)
-    ax.set_ylim(0, max(limit, oldest) * 1.3 + 1)
+    ax.set_ylim(0, max(limit, oldest) * 1.15 + 1)
     ax.set_title("Age of the Bloctel snapshot the checks used"
                  + ("" if d.bucket == "day" else f" (oldest per {d.bucket})"), fontsize=11)
     ax.set_ylabel("Snapshot age (days)")
     _counts(ax.yaxis)
     if not d.snapshot_ages:
-        _empty(ax, "no fr-2023 decision with a Bloctel snapshot in this period")
-    ax.legend(loc="upper left", fontsize=8)
+        _empty(ax, "no fr-2023 decision\nwith a Bloctel snapshot in this period", "")
+    _legend_below(fig, [*ax.get_lines()[:-1], stale], "outside lower left", ncols=1)
     pros = sorted(d.basis)
     left = [0] * len(pros)
     colors = ["#2f855a", "#3182ce", "#d69e2e", "#805ad5", "#a0aec0", "#e2e8f0"]
@@ -555,14 +592,14 @@ def figure_coverage(d: ReportData, config: Config) -> Any:
             ax2.barh(pros, values, 0.5, left=left, color=color, label=basis)
             left = [a + b for a, b in zip(left, values, strict=True)]
     ax2.set_title("Legal basis of the calls placed", fontsize=11)
-    if not pros:
-        _empty(ax2, "no call placed in this period")
+    if pros:
+        _legend_below(fig, ax2.get_legend_handles_labels()[0], "outside lower right", ncols=2)
+        ax2.set_ylim(-0.75, max(len(pros), 2) - 0.25)
+        ax2.set_xlabel("Calls placed (attempts)")
+        ax2.set_ylabel("Professional")
+        _counts(ax2.xaxis)
     else:
-        ax2.legend(loc="lower right", fontsize=8)
-    ax2.set_ylim(-0.75, max(len(pros), 2) - 0.25)
-    ax2.set_xlabel("Calls placed (attempts)")
-    ax2.set_ylabel("Professional")
-    _counts(ax2.xaxis)
+        _empty(ax2, "no call placed in this period")
     _time_axis(ax, d, period)
     return fig
 
