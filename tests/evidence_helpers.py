@@ -80,3 +80,51 @@ def populate(config: Config, store: Store, start: date = date(2026, 7, 27), days
                 store.add_refusal("acme", campaign, d.callee.e164, at + timedelta(seconds=60),
                                   "dtmf", d.attempt_id)
     return counts
+
+
+def populate_span(config: Config, store: Store, first: date, days: int, calls_per_day: float,
+                  seed: int = 11) -> dict[str, int]:
+    """`days` days of traffic from `first`, at any density (a few calls a week over
+    years, or dozens a day), for the report's charts at every span. Blocks come
+    from the rules themselves: calls around midnight and at weekends (R-20/R-21,
+    Paris days that are not UTC days), callees without consent under fr-2026
+    (R-11), a Bloctel snapshot refreshed every three weeks but left stale once
+    in a while (R-10), repeated callees (R-30), refusals (R-31)."""
+    rng = random.Random(seed)
+    numbers = [f"06{rng.randrange(10**8):08d}" for _ in range(36)] + \
+              [f"0692{rng.randrange(10**6):06d}" for _ in range(4)]
+    opposed = [int(parse(n).e164.lstrip("+")) for n in numbers[:2]]
+    given = datetime.combine(first, datetime.min.time(), PARIS) - timedelta(days=1)
+    for n in numbers[: len(numbers) * 2 // 3]:
+        store.add_consent("acme", parse(n).e164, ConsentProof(
+            source="web-form", given_at=given, channel="web", wording="v3",
+            evidence_ref=f"form-{n}"))
+    counts = {"calls": 0, "allowed": 0}
+    snapshot: date | None = None
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        if snapshot is None or (day - snapshot).days >= rng.choice([21, 21, 21, 40]):
+            sid = store.begin_snapshot("acme", day, "opposed", "test")
+            store.load_snapshot(sid, opposed)
+            store.commit_snapshot(sid)
+            snapshot = day
+        due = int(calls_per_day) + (rng.random() < calls_per_day % 1)
+        for _ in range(due):
+            hour, minute = rng.choice([(0, 30), *((h, rng.randrange(60)) for h in range(9, 21)),
+                                       (23, 30)])
+            at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=PARIS)
+            campaign = rng.choices(["promo", "promo2", "press"], [6, 2, 1])[0]
+            d = call(config, store, rng.choice(numbers), at, campaign)
+            counts["calls"] += 1
+            if d.attempt_id is None:
+                continue
+            counts["allowed"] += 1
+            outcome = rng.choices(["answered", "busy", "no-answer"], [6, 1, 2])[0]
+            answered = at + timedelta(seconds=8) if outcome == "answered" else None
+            store.record_outcome(d.attempt_id, outcome=outcome, answered_at=answered,
+                                 ended_at=at + timedelta(seconds=90), cause=16 if answered else 17,
+                                 cause_txt="Normal Clearing" if answered else "User busy")
+            if answered and rng.random() < 0.1:
+                store.add_refusal("acme", campaign, d.callee.e164, at + timedelta(seconds=60),
+                                  "dtmf", d.attempt_id)
+    return counts

@@ -26,11 +26,11 @@ import html
 import io
 import re
 import time
+from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,6 @@ BASES = ("consent (R-11)", "contract (R-10/R-11 exception)", "Bloctel checked (R
 # matplotlib is imported lazily: `sentinelle check` and the AGI never pay for it.
 
 
-@lru_cache(maxsize=65536)
 @dataclass
 class Chart:
     id: str
@@ -257,12 +256,128 @@ def _counts(axis: Any) -> None:
     axis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _empty(ax: Any, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666")
+def _empty(ax: Any, text: str, scales: str = "xy") -> None:
+    """Say where the bars would be that there are none, and draw no made-up
+    scale on the axes named in `scales`: an empty 0-1 axis reads as measured
+    zeros, or worse, as a fraction of something."""
+    ax.text(0.5, 0.5, "No data: " + text, ha="center", va="center", transform=ax.transAxes,
+            color="#4a5568", fontsize=11)
+    if "x" in scales:
+        ax.set_xticks([])
+    if "y" in scales:
+        ax.set_yticks([])
+        ax.set_ylabel("")
 
 
-def chart_hours(d: ReportData) -> Chart:
-    title = "Calls per hour of the callee's local time"
+def _legend_below(fig: Any, handles: list[Any], loc: str = "outside lower center",
+                  ncols: int = 2) -> None:
+    """Legends go under the plots, never over them: inside an axes a legend
+    sooner or later hides the tallest bar or its count."""
+    fig.legend(handles=handles, loc=loc, ncols=ncols, fontsize=8, frameon=False)
+
+
+TITLES = {
+    "chart-hours": "Calls per hour of the callee's local time",
+    "chart-blocks": "Blocked calls by rule over time",
+    "chart-attempts": "Attempts per callee per rolling 30 days",
+    "chart-campaigns": "Call outcomes and refusals per campaign",
+    "chart-coverage": "Bloctel snapshot age and legal basis of the calls placed",
+}
+
+
+TICK_FONT = 8.5
+# Label every k-th bar, k taken from these (a week of days, a quarter of months...).
+LABEL_STEPS = {"day": (1, 2, 7, 14, 28), "week": (1, 2, 4, 8, 13, 26, 52),
+               "month": (1, 2, 3, 6, 12, 24, 60, 120)}
+
+
+# -- the time axis: the requested period, one bar per day, week or month
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A bar of a chart over time: a bucket cut to the requested period, so
+    the axis is exactly the period and a week or month that starts before it
+    (or ends after it) is drawn only over the days it really counts."""
+
+    key: date    # the bucket as ReportData keys it: the day, its Monday, its 1st
+    first: date  # its first day inside the period (Europe/Paris)
+    stop: date   # the day after its last day inside the period
+
+    @property
+    def days(self) -> int:
+        return (self.stop - self.first).days
+
+
+def period_days(d: ReportData) -> tuple[date, date]:
+    """First Paris day of the period and the day after its last: `end` is
+    excluded, so a period ending at midnight does not show the next day."""
+    first = d.start.astimezone(PARIS).date()
+    stop = (d.end - timedelta(microseconds=1)).astimezone(PARIS).date() + timedelta(days=1)
+    return first, stop
+
+
+def _next_bucket(key: date, bucket: str) -> date:
+    if bucket == "day":
+        return key + timedelta(days=1)
+    if bucket == "week":
+        return key + timedelta(days=7)
+    return (key.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def slots(d: ReportData) -> list[Slot]:
+    """Every bucket of the period, with data or not: an empty day is a gap an
+    auditor must see, not a day that silently disappears from the axis."""
+    first, stop = period_days(d)
+    out, key = [], _bucket_start(first, d.bucket)
+    while key < stop:
+        after = _next_bucket(key, d.bucket)
+        out.append(Slot(key, max(key, first), min(after, stop)))
+        key = after
+    return out
+
+
+def _x(day: date) -> float:
+    """matplotlib's day number of a Paris day's start: the axes count in days,
+    so a bar of width 1 is one calendar day."""
+    from matplotlib.dates import date2num
+
+    return float(date2num(datetime(day.year, day.month, day.day)))  # type: ignore[no-untyped-call]
+
+
+def _middle(slot: Slot) -> float:
+    return _x(slot.first) + slot.days / 2
+
+
+def _slot_label(slot: Slot, bucket: str) -> str:
+    return f"{slot.first:%Y-%m}" if bucket == "month" else slot.first.isoformat()
+
+
+def _time_axis(ax: Any, d: ReportData, period: list[Slot]) -> None:
+    """x = the requested period, in whole days. Each bar is centred on the
+    middle of its slot (noon for a day) with a tick there; the label under a
+    bar is that bar's own day, first day of its week, or month. Labels go on
+    every k-th bar, k the smallest step that fits them side by side, unrotated,
+    in the width the axes get once laid out: call this last."""
+    fig = ax.get_figure()
+    fig.get_layout_engine().execute(fig)
+    room = ax.get_position().width * fig.get_figwidth()
+    labels = [_slot_label(s, d.bucket) for s in period]
+    middles = [_middle(s) for s in period]
+    # DejaVu digits are 0.64 em wide; keep a gap of one em and a half.
+    per_label = (max(map(len, labels)) * 0.64 + 1.5) * TICK_FONT / 72
+    fits = max(1, int(room / per_label))
+    steps = LABEL_STEPS[d.bucket]
+    step = next((k for k in steps if -(-len(period) // k) <= fits), -(-len(period) // fits))
+    ax.set_xlim(_x(period[0].first), _x(period[-1].stop))
+    ax.set_xticks(middles, minor=True)
+    ax.set_xticks(middles[::step], labels[::step], fontsize=TICK_FONT)
+    ax.set_xlabel({"day": "Day (Europe/Paris)",
+                   "week": "Week from Monday (Europe/Paris), labelled with its first day",
+                   "month": "Month (Europe/Paris)"}[d.bucket])
+
+
+def figure_hours(d: ReportData) -> Any:
+    title = TITLES["chart-hours"]
     fig, ax = _figure()
     hours = list(range(24))
     for i, (lo, hi) in enumerate(calendar.WINDOWS):
@@ -280,12 +395,21 @@ def chart_hours(d: ReportData) -> Chart:
     ax.set_xlabel("Hour of day on the callee's clock (0-23)")
     ax.set_ylabel("Calls")
     _counts(ax.yaxis)
-    ax.legend(loc="upper left", fontsize=8)
+    if any(d.placed_by_hour) or any(d.outside_by_hour) or any(d.blocked_by_hour):
+        _legend_below(fig, ax.get_legend_handles_labels()[0])
+    else:
+        _empty(ax, "no call to a French number in this period" if d.foreign_calls
+               else "no call in this period", "y")
+    return fig
+
+
+def chart_hours(d: ReportData) -> Chart:
+    title = TITLES["chart-hours"]
     caption = ("Each call is placed at the hour it rang on the callee's clock (Réunion is "
                "UTC+4, Guadeloupe UTC-4...). Green bands are the legal windows of R-20 "
                "(10:00-13:00, 14:00-20:00, weekdays). Red: calls placed outside legal hours "
                "or on a weekend/national holiday; lawful only inside an R-22 consent slot.")
-    return Chart("chart-hours", title, caption, _svg(fig, "chart-hours", title))
+    return Chart("chart-hours", title, caption, _svg(figure_hours(d), "chart-hours", title))
 
 
 def _rule_order(rule: str) -> tuple[int, str]:
@@ -293,39 +417,49 @@ def _rule_order(rule: str) -> tuple[int, str]:
     return (keys.index(rule), rule) if rule in RULES else (len(keys), rule)
 
 
-def chart_blocks(d: ReportData) -> Chart:
+def figure_blocks(d: ReportData) -> Any:
     import matplotlib
 
-    title = "Blocked calls by rule over time"
+    title = TITLES["chart-blocks"]
     fig, ax = _figure()
     rules = sorted({r for c in d.blocks.values() for r in c}, key=_rule_order)
-    days = sorted(d.blocks)
-    if not days:
-        _empty(ax, "no blocked call in this period")
+    period = slots(d)
+    middles = [_middle(s) for s in period]
+    widths = [s.days * 0.8 for s in period]
     cmap = matplotlib.colormaps["tab20"]
-    bottom = [0] * len(days)
-    width = {"day": 0.8, "week": 5.5, "month": 25}[d.bucket]
+    bottom = [0] * len(period)
     for rule in rules:
-        values = [d.blocks[day][rule] for day in days]
+        values = [d.blocks.get(s.key, Counter())[rule] for s in period]
         color = cmap(_rule_order(rule)[0] % 20)
-        ax.bar(days, values, width, bottom=bottom, color=color, label=rule)
+        ax.bar(middles, values, widths, bottom=bottom, color=color, label=rule)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_title(title)
-    ax.set_xlabel({"day": "Day (Europe/Paris)", "week": "Week starting (Europe/Paris)",
-                   "month": "Month (Europe/Paris)"}[d.bucket])
-    ax.set_ylabel("Blocked calls (one per rule that blocked)")
-    _counts(ax.yaxis)
     if rules:
-        ax.legend(loc="upper left", fontsize=8, ncols=min(len(rules), 6))
-    fig.autofmt_xdate()
+        ax.set_ylabel("Blocked calls (one per rule that blocked)")
+        _counts(ax.yaxis)
+        # Beside the plot, top rule first as in the stack: it never hides a bar.
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1),
+                  fontsize=8, title="Rule", title_fontsize=8, frameon=False)
+    else:
+        _empty(ax, "no blocked call in this period", "y")
+    _time_axis(ax, d, period)
+    return fig
+
+
+def chart_blocks(d: ReportData) -> Chart:
+    title = TITLES["chart-blocks"]
     caption = ("Calls sentinelle refused, per " + d.bucket + ", stacked by the rule that "
-               "blocked them; a call blocked by two rules counts once for each. Rule ids are "
-               "those of docs/rules.md (`sentinelle rules`); SYS-* are sentinelle's own faults.")
-    return Chart("chart-blocks", title, caption, _svg(fig, "chart-blocks", title))
+               "blocked them; a call blocked by two rules counts once for each. The axis is "
+               "the whole period, each bar over its own " + d.bucket
+               + (" (the first and last cut to the period)" if d.bucket != "day" else "")
+               + ". Rule ids are those of docs/rules.md (`sentinelle rules`); SYS-* are "
+               "sentinelle's own faults.")
+    return Chart("chart-blocks", title, caption, _svg(figure_blocks(d), "chart-blocks", title))
 
 
-def chart_windows(d: ReportData) -> Chart:
-    title = "Attempts per callee per rolling 30 days"
+def figure_attempts(d: ReportData) -> Any:
+    title = TITLES["chart-attempts"]
     fig, ax = _figure()
     top = max([MAX_ATTEMPTS + 1, *d.window_max])
     xs = list(range(1, top + 1))
@@ -335,27 +469,33 @@ def chart_windows(d: ReportData) -> Chart:
     for x, v in zip(xs, values, strict=True):
         if v:
             ax.annotate(str(v), (x, v), ha="center", va="bottom", fontsize=8)
-    ax.axvline(MAX_ATTEMPTS + 0.5, color="#c53030", linestyle="--",
-               label=f"limit: {MAX_ATTEMPTS} attempts per 30 days (R-30)")
+    limit = ax.axvline(MAX_ATTEMPTS + 0.5, color="#c53030", linestyle="--",
+                       label=f"limit: {MAX_ATTEMPTS} attempts per 30 days (R-30)")
     ax.set_xticks(xs)
     ax.set_title(title)
     ax.set_xlabel("Most attempts in any rolling 30-day window (per professional and callee)")
     ax.set_ylabel("Callees")
     _counts(ax.yaxis)
-    ax.legend(loc="upper right", fontsize=8)
+    if any(values):
+        ax.set_ylim(0, max(values) * 1.15)  # room for the count over the tallest bar
+    else:
+        _empty(ax, "no call placed in this period", "y")
+    _legend_below(fig, [limit], ncols=1)
+    return fig
+
+
+def chart_windows(d: ReportData) -> Chart:
+    title = TITLES["chart-attempts"]
     caption = ("For each callee (and professional: R-30 counts per professional), the highest "
                "number of attempts found in any window of 30 calendar days ending in the "
                "period, answered or not. Nothing may stand right of the dashed line.")
-    return Chart("chart-attempts", title, caption, _svg(fig, "chart-attempts", title))
+    return Chart("chart-attempts", title, caption, _svg(figure_attempts(d), "chart-attempts", title))
 
 
-def chart_campaigns(d: ReportData) -> Chart:
-    title = "Call outcomes and refusals per campaign"
+def figure_campaigns(d: ReportData) -> Any:
+    title = TITLES["chart-campaigns"]
     fig, (ax, ax2) = _figure(10.0, 4.2, 2)
     camps = sorted(set(d.outcomes) | set(d.refusals))
-    if not camps:
-        _empty(ax, "no call placed in this period")
-        _empty(ax2, "no refusal in this period")
     colors = {"answered": "#2f855a", "busy": "#dd6b20", "no-answer": "#d69e2e",
               "failed": "#c53030", "unknown": "#718096", "erased": "#cbd5e0", "": "#e2e8f0"}
     left = [0] * len(camps)
@@ -365,51 +505,84 @@ def chart_campaigns(d: ReportData) -> Chart:
             ax.barh(camps, values, 0.5, left=left, color=colors[outcome],
                     label=OUTCOME_LABELS.get(outcome, outcome))
             left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_title("Outcomes of the calls placed")
+    ax2.set_title("Refusals (R-31)")
+    fig.suptitle(title)
+    if not camps:
+        _empty(ax, "no call placed in this period")
+        _empty(ax2, "no refusal in this period")
+        return fig
     for a in (ax, ax2):
         a.set_ylim(-0.75, max(len(camps), 2) - 0.25)  # thin bars even for one campaign
-    ax.set_title("Outcomes of the calls placed")
     ax.set_xlabel("Calls placed (attempts)")
     ax.set_ylabel("Campaign")
-    if camps:
-        ax.legend(loc="lower right", fontsize=8)
+    _counts(ax.xaxis)
+    _legend_below(fig, ax.get_legend_handles_labels()[0], "outside lower left", ncols=3)
     refusals = [d.refusals[c] for c in camps]
+    if not any(refusals):
+        # Zero is a count, not a missing one: say it instead of a -0.05..0.05 scale.
+        ax2.barh(camps, refusals, 0.5)
+        ax2.text(0.5, 0.5, "no refusal recorded in this period", ha="center", va="center",
+                 transform=ax2.transAxes, color="#4a5568", fontsize=11)
+        ax2.set_xticks([])
+        return fig
     ax2.barh(camps, refusals, 0.5, color="#805ad5")
     for c, n in zip(camps, refusals, strict=True):
         answered = d.outcomes.get(c, Counter())["answered"]
         rate = f" ({100 * n / answered:.0f}% of answered)" if answered else ""
         if n:
-            ax2.annotate(f"{n}{rate}", (n, c), va="center", fontsize=8)
-    ax2.set_title("Refusals (R-31)")
+            ax2.annotate(f"{n}{rate}", (n, c), xytext=(3, 0), textcoords="offset points",
+                         va="center", fontsize=8)
+    ax2.set_xlim(0, max(refusals) / 0.55)  # room right of the longest bar for its count
     ax2.set_xlabel("Refusals recorded")
-    _counts(ax.xaxis)
     _counts(ax2.xaxis)
-    fig.suptitle(title)
+    return fig
+
+
+def chart_campaigns(d: ReportData) -> Chart:
+    title = TITLES["chart-campaigns"]
     caption = ("Left: what became of the calls placed (ARI listener: answered, busy, no "
                "answer, failed; unknown when the listener lost the call). Right: refusals "
                "recorded per campaign (DTMF, agent disposition or CLI); each starts 60 days "
                "of silence for that professional (R-31).")
-    return Chart("chart-campaigns", title, caption, _svg(fig, "chart-campaigns", title))
+    return Chart("chart-campaigns", title, caption, _svg(figure_campaigns(d), "chart-campaigns", title))
 
 
-def chart_coverage(d: ReportData, config: Config) -> Chart:
-    title = "Bloctel snapshot age and legal basis of the calls placed"
-    fig, (ax, ax2) = _figure(10.0, 4.2, 2)
+def _ages_per_slot(ages: dict[date, int], period: list[Slot]) -> list[float]:
+    """The oldest age per slot, NaN where no fr-2023 check was made (the line
+    breaks there instead of joining two days across a gap). Ages are keyed by
+    the decision's UTC day, which can be the eve of the period's first Paris
+    day: such a point is the first slot's, as its decision is in the period."""
+    firsts = [s.first for s in period]
+    out = [float("nan")] * len(period)
+    for day, age in ages.items():
+        i = max(0, bisect_right(firsts, day) - 1)
+        if not out[i] >= age:  # NaN or younger
+            out[i] = age
+    return out
+
+
+def figure_coverage(d: ReportData, config: Config) -> Any:
+    title = TITLES["chart-coverage"]
+    fig, (ax, ax2) = _figure(10.0, 4.6, 2)
+    fig.suptitle(title)
     limit = config.policy.bloctel_max_age_days
+    period = slots(d)
+    middles = [_middle(s) for s in period]
     for pro, ages in sorted(d.snapshot_ages.items()):
-        days = sorted(ages)
-        ax.plot(days, [ages[day] for day in days], marker="o", markersize=3, label=pro)
-    if not d.snapshot_ages:
-        _empty(ax, "no fr-2023 decision with a Bloctel snapshot in this period")
-    ax.axhline(limit, color="#c53030", linestyle="--", label=f"stale after {limit} days (R-10)")
+        ax.plot(middles, _ages_per_slot(ages, period), marker="o", markersize=3,
+                label=f"snapshot used by {pro}")
+    stale = ax.axhline(limit, color="#c53030", linestyle="--",
+                       label=f"stale after {limit} days (R-10)")
     oldest = max((v for ages in d.snapshot_ages.values() for v in ages.values()), default=0)
-    ax.set_ylim(0, max(limit, oldest) * 1.3 + 1)
-    ax.set_title("Age of the Bloctel snapshot the checks used")
-    ax.set_xlabel("Day (Europe/Paris)")
+    ax.set_ylim(0, max(limit, oldest) * 1.15 + 1)
+    ax.set_title("Age of the Bloctel snapshot the checks used"
+                 + ("" if d.bucket == "day" else f" (oldest per {d.bucket})"), fontsize=11)
     ax.set_ylabel("Snapshot age (days)")
-    ax.legend(loc="upper left", fontsize=8)
-    for label in ax.get_xticklabels():
-        label.set_rotation(30)
-        label.set_horizontalalignment("right")
+    _counts(ax.yaxis)
+    if not d.snapshot_ages:
+        _empty(ax, "no fr-2023 decision\nwith a Bloctel snapshot in this period", "")
+    _legend_below(fig, [*ax.get_lines()[:-1], stale], "outside lower left", ncols=1)
     pros = sorted(d.basis)
     left = [0] * len(pros)
     colors = ["#2f855a", "#3182ce", "#d69e2e", "#805ad5", "#a0aec0", "#e2e8f0"]
@@ -418,24 +591,30 @@ def chart_coverage(d: ReportData, config: Config) -> Chart:
         if any(values):
             ax2.barh(pros, values, 0.5, left=left, color=color, label=basis)
             left = [a + b for a, b in zip(left, values, strict=True)]
-    if not pros:
-        _empty(ax2, "no call placed in this period")
+    ax2.set_title("Legal basis of the calls placed", fontsize=11)
+    if pros:
+        _legend_below(fig, ax2.get_legend_handles_labels()[0], "outside lower right", ncols=2)
+        ax2.set_ylim(-0.75, max(len(pros), 2) - 0.25)
+        ax2.set_xlabel("Calls placed (attempts)")
+        ax2.set_ylabel("Professional")
+        _counts(ax2.xaxis)
     else:
-        ax2.legend(loc="lower right", fontsize=8)
-    ax2.set_ylim(-0.75, max(len(pros), 2) - 0.25)
-    ax2.set_title("Legal basis of the calls placed")
-    ax2.set_xlabel("Calls placed (attempts)")
-    ax2.set_ylabel("Professional")
-    _counts(ax.yaxis)
-    _counts(ax2.xaxis)
-    fig.suptitle(title)
+        _empty(ax2, "no call placed in this period")
+    _time_axis(ax, d, period)
+    return fig
+
+
+def chart_coverage(d: ReportData, config: Config) -> Chart:
+    title = TITLES["chart-coverage"]
+    limit = config.policy.bloctel_max_age_days
+    each = "day" if d.bucket == "day" else f"{d.bucket} (the oldest of its days)"
     caption = ("Left: under fr-2023 every prospecting call needs a Bloctel snapshot at most "
                f"{limit} days old (R-10); the line is the age of the oldest snapshot the "
-               "fr-2023 checks of each day relied on, read from the decision log (no point: "
-               "no fr-2023 check that day). Right: why each call placed was lawful: a "
+               f"fr-2023 checks of each {each} relied on, read from the decision log (no "
+               "point: no fr-2023 check then). Right: why each call placed was lawful: a "
                "valid consent (fr-2026, R-11), a contract in progress, a clean Bloctel check "
                "(fr-2023), a press campaign, or a non-prospecting purpose.")
-    return Chart("chart-coverage", title, caption, _svg(fig, "chart-coverage", title))
+    return Chart("chart-coverage", title, caption, _svg(figure_coverage(d, config), "chart-coverage", title))
 
 
 # -- HTML -----------------------------------------------------------------------
