@@ -235,3 +235,43 @@ def test_consents_given_in_the_future_are_refused(store, config, tmp_path):
 
 def test_future_tolerance_is_five_minutes():
     assert timedelta(minutes=5) == FUTURE_TOLERANCE
+
+
+def test_every_invalid_bloctel_line_in_one_run_first_100_then_a_count(store, tmp_path):
+    """Without --skip-invalid the import used to stop at the first bad line, so
+    an admin fixed a file one error per run. Now: every invalid line is
+    counted, the first 100 are named, and still nothing is imported."""
+    lines = ["0612345678"] + [f"06444{i:03d}" for i in range(150)] + ["0611111111", "garbage"]
+    f = tmp_path / "b.csv"
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImportRejected) as err:
+        import_bloctel(store, "acme", f, date(2026, 7, 1), "opposed")
+    text = str(err.value)
+    assert err.value.total == 151 and len(err.value.errors) == 100
+    assert "151 invalid line(s), nothing imported" in text
+    assert "line 2:" in text and "line 101:" in text and "line 102:" not in text
+    assert "... and 51 more invalid line(s)" in text
+    assert _bloctel_state(store, "+33612345678") is None
+    skipped = import_bloctel(store, "acme", f, date(2026, 7, 1), "opposed", skip_invalid=True)
+    assert skipped.count == 2 and skipped.invalid == 151 and len(skipped.skipped) == 100
+
+
+def test_every_invalid_csv_line_in_one_run(config, store, tmp_path):
+    f = tmp_path / "c.csv"
+    rows = ["number,campaign,given_at,source"] + [
+        f"0612345{i:03d},promo,2026-01-01T10:00,{'web' if i % 2 else ''}" for i in range(240)]
+    f.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ImportRejected) as err:
+        import_csv(store, config, "consents", f)
+    assert err.value.total == 120 and len(err.value.errors) == 100
+    assert "... and 20 more invalid line(s)" in str(err.value)
+    assert store.count("consents") == 0
+
+
+def test_a_csv_header_without_a_number_column_says_so(config, store, tmp_path):
+    f = tmp_path / "c.csv"
+    f.write_text("phone_no,campaign,given_at,source\n0612345678,promo,2026-01-01T10:00,web\n")
+    with pytest.raises(ImportRejected) as err:
+        import_csv(store, config, "consents", f)
+    assert "the CSV header has no number column (one of number" in str(err.value)
+    assert "config key" not in str(err.value)

@@ -35,7 +35,9 @@ from sentinelle.core.numbers import _OVERSEAS as _PLAN_OVERSEAS  # the one table
 from sentinelle.core.numbers import Kind, NumberError, parse
 from sentinelle.store import BLOCTEL_BATCH, ConsentProof, SnapshotShrinks, Store, e164_int
 
-MAX_REPORTED = 20
+# A rejected import lists this many invalid lines, then how many more: every
+# problem of a file in one run, without printing ten million lines.
+MAX_REPORTED = 100
 # A new Bloctel snapshot under this fraction of the current one is refused
 # without `allow_shrink`: a truncated download looks exactly like that.
 SHRINK_FLOOR = 0.5
@@ -59,20 +61,29 @@ class ImportRejected(ValueError):
     """Nothing was imported. `errors` name lines; `reason` is for what is wrong
     with the file as a whole (no line to point at)."""
 
-    def __init__(self, what: str, errors: list[LineError], reason: str = "") -> None:
+    def __init__(self, what: str, errors: list[LineError], reason: str = "",
+                 total: int | None = None) -> None:
         self.errors = errors
+        self.total = len(errors) if total is None else total
         if reason:
             super().__init__(f"{what}: {reason}; nothing imported")
             return
         shown = "\n  ".join(str(e) for e in errors[:MAX_REPORTED])
-        more = f"\n  ... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
-        super().__init__(f"{what}: {len(errors)} invalid line(s), nothing imported\n  {shown}{more}")
+        hidden = self.total - min(len(errors), MAX_REPORTED)
+        more = f"\n  ... and {hidden} more invalid line(s)" if hidden > 0 else ""
+        super().__init__(f"{what}: {self.total} invalid line(s), nothing imported\n  {shown}{more}")
 
 
 @dataclass(slots=True)
 class ImportResult:
     count: int
-    skipped: list[LineError] = field(default_factory=list)
+    skipped: list[LineError] = field(default_factory=list)  # the first MAX_REPORTED
+    invalid: int = 0  # every invalid line, reported or not
+
+    def invalid_line(self, error: LineError) -> None:
+        self.invalid += 1
+        if len(self.skipped) < MAX_REPORTED:
+            self.skipped.append(error)
 
 
 Progress = Callable[[int], None]  # advance by N bytes
@@ -103,9 +114,11 @@ def import_bloctel(
         raise ValueError(f"kind must be opposed or cleaned, got {kind!r}")
     result = ImportResult(0)
     buckets, others = _read_bloctel(path, result, skip_invalid, progress)
+    if result.invalid and not skip_invalid:  # every invalid line of the file, in one run
+        raise ImportRejected(str(path), result.skipped, total=result.invalid)
     read = len(others) + sum(map(len, buckets))  # duplicates included: an upper bound
     if not read:
-        skipped = f" ({len(result.skipped)} invalid line(s) skipped)" if result.skipped else ""
+        skipped = f" ({result.invalid} invalid line(s) skipped)" if result.invalid else ""
         raise ImportRejected(str(path), [], f"no valid number in the file{skipped}: an empty list "
                              "would replace the current one")
     if not allow_shrink:  # the obvious shrinks, before writing anything; commit checks exactly
@@ -212,9 +225,7 @@ def _slow_line(path: Path, lineno: int, raw: bytes, result: ImportResult, skip_i
     try:
         number = bloctel_number(field0)
     except NumberError as exc:
-        result.skipped.append(LineError(lineno, exc.why + f" ({field0[:40]!r})"))
-        if not skip_invalid:
-            raise ImportRejected(str(path), result.skipped) from None
+        result.invalid_line(LineError(lineno, exc.why + f" ({field0[:40]!r})"))
         return
     nsn = number - _METRO
     if 100_000_000 <= nsn <= 999_999_999 and nsn // 1_000_000 not in _OVERSEAS_NSN:
@@ -340,7 +351,7 @@ def _number_column(header: list[str]) -> str:
     for name in _NUMBER_COLUMNS:
         if name in header:
             return name
-    raise ConfigError("<csv header>", f"no number column (one of {', '.join(_NUMBER_COLUMNS)})")
+    raise ValueError(f"the CSV header has no number column (one of {', '.join(_NUMBER_COLUMNS)})")
 
 
 def _professional(config: Config, row: dict[str, str], default: str | None) -> str:
@@ -372,7 +383,10 @@ def import_csv(
     header, rows, errors = read_csv(path)
     if not header:
         raise ImportRejected(str(path), errors)
-    col = _number_column(header)
+    try:
+        col = _number_column(header)
+    except ValueError as exc:
+        raise ImportRejected(str(path), [], str(exc)) from None
     builder = {"consents": _consent_row, "contracts": _contract_row,
                "departments": _department_row}[what]
     latest = None if allow_future else (now or system_clock())
@@ -385,12 +399,12 @@ def import_csv(
             errors.append(LineError(lineno, message))
     errors.sort(key=lambda e: e.line)
     if errors and not skip_invalid:
-        raise ImportRejected(str(path), errors)
+        raise ImportRejected(str(path), errors[:MAX_REPORTED], total=len(errors))
     if not valid:  # an import that changes nothing is a wrong file, not a success
         reason = f"no valid row ({len(errors)} invalid skipped)" if errors else "no data row under the header"
         raise ImportRejected(str(path), [], reason)
     count = store.import_rows(what, valid)
-    return ImportResult(count, errors)
+    return ImportResult(count, errors[:MAX_REPORTED], len(errors))
 
 
 def _consent_row(config: Config, row: dict[str, str], col: str, campaign: str | None,

@@ -21,7 +21,7 @@ from sentinelle.cli.common import (
 )
 from sentinelle.config import ConfigError
 from sentinelle.core.clock import system_clock
-from sentinelle.imports import ImportRejected, import_bloctel, import_csv
+from sentinelle.imports import ImportRejected, ImportResult, import_bloctel, import_csv
 
 
 @click.group("import")
@@ -44,12 +44,14 @@ def _progress_bar(total: int, label: str) -> Any:
     return progress
 
 
-def _report(result_count: int, skipped: list[Any], what: str) -> None:
-    click.echo(f"imported {result_count} {what}")
-    if skipped:
-        click.echo(f"skipped {len(skipped)} invalid line(s):", err=True)
-        for err in skipped[:20]:
+def _report(result: ImportResult, what: str) -> None:
+    click.echo(f"imported {result.count} {what}")
+    if result.invalid:
+        click.echo(f"skipped {result.invalid} invalid line(s):", err=True)
+        for err in result.skipped:
             click.echo(f"  {err}", err=True)
+        if result.invalid > len(result.skipped):
+            click.echo(f"  ... and {result.invalid - len(result.skipped)} more", err=True)
 
 
 @import_group.command("bloctel")
@@ -81,7 +83,7 @@ def import_bloctel_cmd(ctx: Ctx, file: Path, campaign: str, snapshot_date: date,
                                     progress=lambda n: bar.advance(task, n))
         except ImportRejected as exc:
             fail(str(exc), EXIT_BLOCK)
-    _report(result.count, result.skipped, f"numbers into the {kind} snapshot of {pro} "
+    _report(result, f"numbers into the {kind} snapshot of {pro} "
             f"dated {snapshot_date}")
 
 
@@ -100,7 +102,7 @@ def _csv_command(what: str, doc: str) -> None:
                                     skip_invalid=skip_invalid, allow_future=allow_future)
             except (ImportRejected, ConfigError) as exc:
                 fail(str(exc), EXIT_BLOCK)
-        _report(result.count, result.skipped, what)
+        _report(result, what)
 
 
 _csv_command("consents", "Import consents with proof: number, campaign|professional, given_at, "
