@@ -326,3 +326,14 @@ def test_credentials_never_reach_the_logs() -> None:
     for secret in (PASSWORD, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(),
                    base64.b64encode(f"{USER}:wrong-{PASSWORD}".encode()).decode()):
         assert secret not in text
+
+
+def test_credentials_in_the_url_are_percent_decoded() -> None:
+    """`http://sentinelle:s3cret%2Fwith%2Bchars@host/ari` carries the password
+    `s3cret/with+chars`: sent still encoded, Asterisk answered 401 and the
+    listener never connected."""
+    e = Endpoint.parse("http://sentinelle:s3cret%2Fwith%2Bchars@pbx:8088/ari")
+    assert (e.user, e.password) == ("sentinelle", "s3cret/with+chars")
+    token = base64.b64encode(b"sentinelle:s3cret/with+chars").decode()
+    assert e.auth_header() == {"Authorization": f"Basic {token}"}
+    assert "%2F" not in e.base and "s3cret" not in e.base

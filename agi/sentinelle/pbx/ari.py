@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -87,8 +87,10 @@ class Endpoint:
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"ARI url must be http(s)://host[:port][/ari], got {redact(url, password)!r}")
-        user = user or (parts.username or "")
-        password = password or (parts.password or "")
+        # user:password in a URL are percent-encoded ("s3cret%2Fwith%2Bchars"):
+        # sent as such, Asterisk answers 401 and no refusal is ever captured.
+        user = user or unquote(parts.username or "")
+        password = password or unquote(parts.password or "")
         netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         if parts.port:
             netloc += f":{parts.port}"
