@@ -1,6 +1,6 @@
 """The layers of the package, checked from the modules' own imports.
 
-core < config < store < (guard, imports) < (pbx, evidence) < service < cli,
+core < config < store < (guard, imports, facts) < (pbx, evidence) < service < cli,
 with `logs` usable from anywhere. A module may import its own layer's
 package or a lower layer, never a higher one nor a sibling of its own rank:
 that is what lets the pure rules be read, tested and replayed without a
@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "sentinelle.store": 3,
     "sentinelle.guard": 4,
     "sentinelle.imports": 4,
+    "sentinelle.facts": 4,
     "sentinelle.pbx": 5,
     "sentinelle.evidence": 5,
     "sentinelle.service": 6,

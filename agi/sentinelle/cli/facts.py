@@ -5,10 +5,13 @@ opposition list) and reads back (`history`, `init`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import click
 
+from sentinelle import facts
 from sentinelle.cli.common import (
     INSTANT,
     Ctx,
@@ -18,7 +21,21 @@ from sentinelle.cli.common import (
     store_errors,
 )
 from sentinelle.core.clock import system_clock
-from sentinelle.store import ConsentProof
+
+# The API's field names, as the options that carry them here.
+OPTIONS = {"number": "NUMBER", "campaign": "--campaign", "at": "--at", "given_at": "--at",
+           "attempt_id": "--attempt", "source": "--source", "channel": "--channel",
+           "wording": "--wording", "evidence_ref": "--evidence", "slot_from": "--slot-from",
+           "slot_until": "--slot-until"}
+
+
+@contextmanager
+def fact_errors() -> Iterator[None]:
+    """Bad input is a usage error (exit 2) naming the option, as click's own."""
+    try:
+        yield
+    except facts.FactError as exc:
+        fail(f"{OPTIONS.get(exc.field, exc.field)}: {exc.message}")
 
 
 @click.group()
@@ -35,10 +52,11 @@ def refusal() -> None:
 def refusal_add(ctx: Ctx, number: str, campaign: str, at: datetime | None,
                 attempt: int | None) -> None:
     """Record a refusal: 60 days of silence (R-31); under fr-2026 it revokes consent."""
-    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
-    with store_errors(), ctx.store() as store:
-        new = store.add_refusal(pro, campaign, e164, at or system_clock(), "cli", attempt)
-    click.echo(f"refusal {'recorded' if new else 'already recorded'}: {e164} ({pro})")
+    with store_errors(), fact_errors(), ctx.store() as store:
+        result = facts.record_refusal(store, ctx.config, at=at, source="cli", attempt_id=attempt,
+                                      number=number, campaign=campaign)
+    click.echo(f"refusal {'recorded' if result.new else 'already recorded'}: {result.e164} "
+               f"({result.professional})")
 
 
 @click.group()
@@ -61,17 +79,13 @@ def consent_add(ctx: Ctx, number: str, campaign: str, source: str, at: datetime 
                 channel: str, wording: str, evidence: str, slot_from: datetime | None,
                 slot_until: datetime | None) -> None:
     """Record a consent and its proof."""
-    if (slot_from is None) != (slot_until is None):
-        fail("--slot-from and --slot-until go together")
-    if slot_from and slot_until and slot_until <= slot_from:
-        fail("--slot-until must be after --slot-from")
-    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
-    proof = ConsentProof(source=source, given_at=at or system_clock(), channel=channel,
-                         wording=wording, evidence_ref=evidence, slot_from=slot_from,
-                         slot_until=slot_until)
-    with store_errors(), ctx.store() as store:
-        cid = store.add_consent(pro, e164, proof)
-    click.echo(f"consent #{cid} recorded: {e164} ({pro})")
+    now = system_clock()
+    with store_errors(), fact_errors(), ctx.store() as store:
+        result = facts.record_consent(
+            store, ctx.config, number=number, campaign=campaign, given_at=at or now,
+            source=source, channel=channel, wording=wording, evidence_ref=evidence,
+            slot_from=slot_from, slot_until=slot_until, now=now)
+    click.echo(f"consent #{result.consent_id} recorded: {result.e164} ({result.professional})")
 
 
 @consent.command("revoke")
@@ -81,10 +95,9 @@ def consent_add(ctx: Ctx, number: str, campaign: str, source: str, at: datetime 
 @click.pass_obj
 def consent_revoke(ctx: Ctx, number: str, campaign: str, at: datetime | None) -> None:
     """Revoke every consent of this callee for this professional."""
-    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
-    with store_errors(), ctx.store() as store:
-        n = store.revoke_consent(pro, e164, at or system_clock())
-    click.echo(f"{n} consent(s) revoked: {e164} ({pro})")
+    with store_errors(), fact_errors(), ctx.store() as store:
+        result = facts.revoke_consents(store, ctx.config, number=number, campaign=campaign, at=at)
+    click.echo(f"{result.revoked} consent(s) revoked: {result.e164} ({result.professional})")
 
 
 @click.group()
@@ -134,9 +147,6 @@ def optout_remove(ctx: Ctx, number: str, campaign: str) -> None:
     click.echo(f"{e164} {'removed from' if gone else 'was not on'} the opposition list of {pro}")
 
 
-
-
-
 @click.command("history")
 @click.argument("number")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
@@ -155,9 +165,6 @@ def history_cmd(ctx: Ctx, number: str, as_json: bool) -> None:
         for row in rows:
             keep = {k: v for k, v in row.items() if v not in (None, "") and k != "inputs"}
             click.echo("  " + ", ".join(f"{k}={v}" for k, v in keep.items()))
-
-
-
 
 @click.command("init")
 @click.pass_obj
