@@ -1,7 +1,7 @@
 """The layers of the package, checked from the modules' own imports.
 
-core < config < store < (guard, imports) < (pbx, evidence) < service < cli,
-with `logs` usable from anywhere. A module may import its own layer's
+core < config < store < (guard, imports, facts) < (pbx, evidence, scrub) < http
+< service < cli, with `logs` usable from anywhere. A module may import its own layer's
 package or a lower layer, never a higher one nor a sibling of its own rank:
 that is what lets the pure rules be read, tested and replayed without a
 store, a PBX or a command line, and what keeps import circles out.
@@ -24,10 +24,13 @@ LAYERS: dict[str, int] = {
     "sentinelle.store": 3,
     "sentinelle.guard": 4,
     "sentinelle.imports": 4,
+    "sentinelle.facts": 4,
     "sentinelle.pbx": 5,
     "sentinelle.evidence": 5,
-    "sentinelle.service": 6,
-    "sentinelle.cli": 7,
+    "sentinelle.scrub": 5,
+    "sentinelle.http": 6,  # above evidence (explain) and scrub, below the service that starts it
+    "sentinelle.service": 7,
+    "sentinelle.cli": 8,
 }
 EVERYWHERE = {"sentinelle", "sentinelle.logs"}  # the version string and the log helpers
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sentinelle.core.model import Campaign, Policy, Professional, Regime
+from sentinelle.core.model import Campaign, Disposition, Policy, Professional, Regime
 
 CONFIG_ENV = "SENTINELLE_CONFIG"
 DEFAULT_CONFIG_NAME = "sentinelle.toml"
@@ -73,6 +73,47 @@ class AriConfig:
     secret_in_config: bool = False  # `password` or user:password@ in `url`, inline in the file
 
 
+# A dialer's own disposition codes -> sentinelle's (VICIdial's default
+# statuses). Only codes that carry a legal effect or a call's outcome are
+# listed; any other code is accepted and ignored. `[http.dispo_map]` replaces
+# this table: it is not merged, so an admin sees the whole mapping in one place.
+DEFAULT_DISPO_MAP: Mapping[str, Disposition] = {
+    "DNC": Disposition.DO_NOT_CALL,
+    "NI": Disposition.REFUSED,
+    "DEC": Disposition.REFUSED,
+    "CALLBK": Disposition.CALLBACK,
+}
+
+# What an HTTP API client may be allowed to do (`[http] tokens_file`).
+HTTP_SCOPES = frozenset({"consents:write", "refusals:write", "check:read", "scrub"})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: str = ""  # e.g. "127.0.0.1:4580"; empty: no HTTP API
+    allow: tuple[str, ...] = ()  # client networks; required for a non-loopback listen
+    tokens_file: str = ""  # one client a line: NAME SCOPE[,SCOPE...] TOKEN
+    dispo_map: Mapping[str, Disposition] = field(default_factory=lambda: dict(DEFAULT_DISPO_MAP))
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True, slots=True)
+class ApiClient:
+    """One HTTP API client: its name goes into the decision log and the
+    facts it records (`http:<name>`); the token never leaves this object."""
+
+    name: str
+    scopes: frozenset[str]
+    token: str = field(repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     path: str = DEFAULT_STORE
@@ -90,6 +131,7 @@ class Config:
     ari: AriConfig = AriConfig()
     metrics: MetricsConfig = MetricsConfig()
     source: str = "<built-in defaults>"
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     def campaign(self, name: str | None) -> Campaign:
         """Resolve a campaign name; without one, the only campaign configured."""
@@ -276,6 +318,10 @@ def permission_warnings(config: Config) -> list[str]:
     if secret is not None and secret & (stat.S_IROTH | stat.S_IWOTH):
         out.append(f"ARI secret file {config.ari.password_file} is world-readable: chmod 600 "
                    "(owned by the service user)")
+    tokens = mode(config.http.tokens_file) if config.http.tokens_file else None
+    if tokens is not None and tokens & (stat.S_IROTH | stat.S_IWOTH):
+        out.append(f"HTTP tokens file {config.http.tokens_file} is world-readable: chmod 600 "
+                   "(owned by the service user)")
     return out
 
 
@@ -317,7 +363,7 @@ def _section(table: _Table, prefix: str, cls: type[Any], *, extra: AbstractSet[s
 
 def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>") -> Config:
     _check_keys(raw, "<top>", {"store", "policy", "professionals", "campaigns", "server", "ari",
-                               "metrics"})
+                               "metrics", "http"})
     store = StoreConfig(**_section(_table(raw, "store"), "store", StoreConfig))
     if store.path != ":memory:" and not Path(store.path).is_absolute():
         store = replace(store, path=str(base_dir / store.path))
@@ -379,7 +425,79 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         host, _, port = metrics.listen.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) <= 65535:
             raise ConfigError("metrics.listen", f"must be HOST:PORT, got {metrics.listen!r}")
-    return Config(store, policy, professionals, campaigns, server, ari, metrics, source)
+    return Config(store, policy, professionals, campaigns, server, ari, metrics, source,
+                  _http(_table(raw, "http"), base_dir))
+
+
+def _http(table: _Table, base_dir: Path) -> HttpConfig:
+    values = _section(table, "http", HttpConfig, extra={"dispo_map"})
+    if values.get("listen"):
+        host, _, port = values["listen"].rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError("http.listen", f"must be HOST:PORT, got {values['listen']!r}")
+    if values.get("tokens_file") and not Path(values["tokens_file"]).is_absolute():
+        values["tokens_file"] = str(base_dir / values["tokens_file"])
+    if "dispo_map" in table:
+        mapping = _table(table, "dispo_map")
+        allowed = {d.value for d in Disposition}
+        dispo: dict[str, Disposition] = {}
+        for code, target in mapping.items():
+            if not isinstance(target, str) or target not in allowed:
+                raise ConfigError(f"http.dispo_map.{code}",
+                                  f"must be one of {', '.join(sorted(allowed))}; got {target!r}")
+            dispo[code] = Disposition(target)
+        values["dispo_map"] = dispo
+    return HttpConfig(**values)
+
+
+_CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_.~+/=-]{32,256}$")
+
+
+def read_tokens(path: str) -> tuple[ApiClient, ...]:
+    """The HTTP API clients of `[http] tokens_file`: one a line, `NAME
+    SCOPE[,SCOPE...] TOKEN`, `#` comments. Errors name the line, never the
+    token: a config error is printed and logged, a token must be neither."""
+    where = f"http.tokens_file ({path})"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise ConfigError("http.tokens_file", f"cannot read {path}: {why}") from None
+    clients: list[ApiClient] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            raise ConfigError("http.tokens_file", f"line {lineno}: expected NAME SCOPES TOKEN",
+                              subject=where)
+        name, scopes_text, token = parts
+        if not _CLIENT_NAME.match(name):
+            raise ConfigError("http.tokens_file", f"line {lineno}: client name must be 1-64 "
+                              "letters, digits, '_', '.' or '-'", subject=where)
+        scopes = frozenset(scopes_text.split(","))
+        unknown = scopes - HTTP_SCOPES
+        if unknown:
+            raise ConfigError("http.tokens_file", f"line {lineno}: unknown scope(s) "
+                              f"{', '.join(sorted(unknown))} (allowed: {', '.join(sorted(HTTP_SCOPES))})",
+                              subject=where)
+        if not _TOKEN.match(token):
+            raise ConfigError("http.tokens_file", f"line {lineno}: a token is 32-256 characters "
+                              "of A-Z a-z 0-9 _ . ~ + / = - (e.g. `openssl rand -hex 32`)",
+                              subject=where)
+        if any(c.name == name for c in clients):
+            raise ConfigError("http.tokens_file", f"line {lineno}: client {name!r} listed twice",
+                              subject=where)
+        if any(c.token == token for c in clients):
+            raise ConfigError("http.tokens_file", f"line {lineno}: this token is already "
+                              "another client's", subject=where)
+        clients.append(ApiClient(name, scopes, token))
+    if not clients:
+        raise ConfigError("http.tokens_file", "no client listed: nobody could use the API",
+                          subject=where)
+    return tuple(clients)
 
 
 # -- what `serve` and `listen` need beyond a well-formed file -----------------
@@ -406,6 +524,32 @@ def validate_for_serving(config: Config) -> None:
             raise ConfigError("server.allow", f"not an address or network: {entry!r}") from None
     if config.ari.url:
         validate_for_listening(config)
+    if config.http.listen:
+        validate_http(config)
+
+
+def validate_http(config: Config) -> tuple[ApiClient, ...]:
+    """The HTTP API records consents and refusals: exposed without an allow
+    list, or without tokens, anyone on the network could write the evidence.
+    Returns the clients of the tokens file (read here, so that `serve
+    --check-config` catches a bad file before the service starts)."""
+    http = config.http
+    try:
+        loopback = ipaddress.ip_address(http.host).is_loopback
+    except ValueError:
+        loopback = http.host == "localhost"
+    if not loopback and not http.allow:
+        raise ConfigError("http.allow", f"listen address {http.listen} is not loopback: "
+                                        "list the client networks allowed to connect")
+    for entry in http.allow:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError("http.allow", f"not an address or network: {entry!r}") from None
+    if not http.tokens_file:
+        raise ConfigError("http.tokens_file", "required with http.listen: every client needs a "
+                                              "token")
+    return read_tokens(http.tokens_file)
 
 
 def validate_for_listening(config: Config) -> None:

@@ -5,10 +5,13 @@ opposition list) and reads back (`history`, `init`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import click
 
+from sentinelle import facts
 from sentinelle.cli.common import (
     INSTANT,
     Ctx,
@@ -17,11 +20,33 @@ from sentinelle.cli.common import (
     e164_of,
     fail,
     in_zone,
-    past_instant,
     store_errors,
     zone_option,
 )
-from sentinelle.store import ConsentProof
+from sentinelle.core.clock import system_clock
+
+# The API's field names, as the options that carry them here.
+OPTIONS = {"number": "NUMBER", "campaign": "--campaign", "at": "--at", "given_at": "--at",
+           "attempt_id": "--attempt", "source": "--source", "channel": "--channel",
+           "wording": "--wording", "evidence_ref": "--evidence", "slot_from": "--slot-from",
+           "slot_until": "--slot-until"}
+
+
+def clock_for(at: datetime | None, allow_future: bool) -> datetime:
+    """The "now" a fact's instant is bounded by: the clock, or `at` itself
+    when the admin says a future instant is meant (--allow-future)."""
+    now = system_clock()
+    return max(now, at) if allow_future and at is not None else now
+
+
+@contextmanager
+def fact_errors() -> Iterator[None]:
+    """Bad input is a usage error (exit 2) naming the option, as click's own."""
+    try:
+        yield
+    except facts.FactError as exc:
+        hint = "; add --allow-future if it is meant" if "in the future" in exc.message else ""
+        fail(f"{OPTIONS.get(exc.field, exc.field)}: {exc.message}{hint}")
 
 
 @click.group()
@@ -39,11 +64,12 @@ def refusal() -> None:
 def refusal_add(ctx: Ctx, number: str, campaign: str, at: datetime | None,
                 attempt: int | None, allow_future: bool) -> None:
     """Record a refusal: 60 days of silence (R-31); under fr-2026 it revokes consent."""
-    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
-    at = past_instant(at, allow_future)
-    with store_errors(), ctx.store() as store:
-        new = store.add_refusal(pro, campaign, e164, at, "cli", attempt)
-    click.echo(f"refusal {'recorded' if new else 'already recorded'}: {e164} ({pro})")
+    with store_errors(), fact_errors(), ctx.store() as store:
+        result = facts.record_refusal(store, ctx.config, at=at, source="cli", attempt_id=attempt,
+                                      number=number, campaign=campaign,
+                                      now=clock_for(at, allow_future))
+    click.echo(f"refusal {'recorded' if result.new else 'already recorded'}: {result.e164} "
+               f"({result.professional})")
 
 
 @click.group()
@@ -67,17 +93,13 @@ def consent_add(ctx: Ctx, number: str, campaign: str, source: str, at: datetime 
                 channel: str, wording: str, evidence: str, slot_from: datetime | None,
                 slot_until: datetime | None, allow_future: bool) -> None:
     """Record a consent and its proof."""
-    if (slot_from is None) != (slot_until is None):
-        fail("--slot-from and --slot-until go together")
-    if slot_from and slot_until and slot_until <= slot_from:
-        fail("--slot-until must be after --slot-from")
-    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
-    proof = ConsentProof(source=source, given_at=past_instant(at, allow_future), channel=channel,
-                         wording=wording, evidence_ref=evidence, slot_from=slot_from,
-                         slot_until=slot_until)
-    with store_errors(), ctx.store() as store:
-        cid = store.add_consent(pro, e164, proof)
-    click.echo(f"consent #{cid} recorded: {e164} ({pro})")
+    now = clock_for(at, allow_future)
+    with store_errors(), fact_errors(), ctx.store() as store:
+        result = facts.record_consent(
+            store, ctx.config, number=number, campaign=campaign, given_at=at or now,
+            source=source, channel=channel, wording=wording, evidence_ref=evidence,
+            slot_from=slot_from, slot_until=slot_until, now=now)
+    click.echo(f"consent #{result.consent_id} recorded: {result.e164} ({result.professional})")
 
 
 @consent.command("revoke")
@@ -89,11 +111,10 @@ def consent_add(ctx: Ctx, number: str, campaign: str, source: str, at: datetime 
 def consent_revoke(ctx: Ctx, number: str, campaign: str, at: datetime | None,
                    allow_future: bool) -> None:
     """Revoke every consent of this callee for this professional."""
-    e164, pro = e164_of(number, ctx), ctx.professional(campaign)
-    at = past_instant(at, allow_future)
-    with store_errors(), ctx.store() as store:
-        n = store.revoke_consent(pro, e164, at)
-    click.echo(f"{n} consent(s) revoked: {e164} ({pro})")
+    with store_errors(), fact_errors(), ctx.store() as store:
+        result = facts.revoke_consents(store, ctx.config, number=number, campaign=campaign, at=at,
+                                       now=clock_for(at, allow_future))
+    click.echo(f"{result.revoked} consent(s) revoked: {result.e164} ({result.professional})")
 
 
 @click.group()
@@ -143,9 +164,6 @@ def optout_remove(ctx: Ctx, number: str, campaign: str) -> None:
     click.echo(f"{e164} {'removed from' if gone else 'was not on'} the opposition list of {pro}")
 
 
-
-
-
 @click.command("history")
 @click.argument("number")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
@@ -169,9 +187,6 @@ def history_cmd(ctx: Ctx, number: str, as_json: bool, zone_name: str) -> None:
         for row in rows:
             keep = {k: v for k, v in row.items() if v not in (None, "") and k != "inputs"}
             click.echo("  " + ", ".join(f"{k}={v}" for k, v in keep.items()))
-
-
-
 
 @click.command("init")
 @click.pass_obj

@@ -12,7 +12,7 @@ import sys
 import click
 
 from sentinelle import __version__, logs
-from sentinelle.cli import decide, evidence, facts, imports, service
+from sentinelle.cli import decide, evidence, facts, imports, scrub, service
 from sentinelle.cli.common import Ctx
 
 
@@ -35,6 +35,7 @@ for command in (
     service.serve_cmd, service.agi_cmd, service.listen_cmd,
     evidence.export_cmd, evidence.explain_cmd, evidence.report_cmd, evidence.purge_cmd,
     evidence.forget_cmd,
+    scrub.scrub_cmd,
 ):
     main.add_command(command)
 

@@ -118,6 +118,17 @@ class Policy:
         return regime_for(day) if self.regime == "auto" else Regime(self.regime)
 
 
+class Disposition(StrEnum):
+    """An agent's disposition of a call, however it arrives (ARI keys *81..*84,
+    the HTTP API, a dialer's dispo URL): refused and do-not-call are refusals
+    (R-31), do-not-call also puts the callee on the opposition list (R-12)."""
+
+    REFUSED = "refused"
+    DO_NOT_CALL = "do-not-call"
+    CALLBACK = "callback"
+    WRONG_NUMBER = "wrong-number"
+
+
 class Verdict(StrEnum):
     ALLOW = "allow"
     BLOCK = "block"

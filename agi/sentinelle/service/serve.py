@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sentinelle import logs
-from sentinelle.config import Config, permission_warnings, validate_for_serving
+from sentinelle.config import Config, permission_warnings, validate_for_serving, validate_http
 from sentinelle.core.clock import frozen, system_clock
 from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import Checkpointer, Store
 
 if TYPE_CHECKING:
+    from sentinelle.http.server import HttpServer
     from sentinelle.pbx.listener import Listener
 
 log = logging.getLogger("sentinelle.service")
@@ -71,6 +72,13 @@ async def run(config: Config, at: datetime | None = None,
 
         listener = Listener(config, clock)
         listening = asyncio.create_task(listener.run(), name="sentinelle-ari")
+    # The HTTP API shares the loop too: its store work runs on its own threads.
+    http: HttpServer | None = None
+    if config.http.listen:
+        from sentinelle.http.server import HttpServer  # local: aiohttp only when enabled
+
+        http = HttpServer(config, clock, validate_http(config))
+        await http.start()
     if metrics is not None:
         metrics.bind_server(server)
         if listener is not None:
@@ -89,6 +97,8 @@ async def run(config: Config, at: datetime | None = None,
         with contextlib.suppress(asyncio.CancelledError):
             await listening
         await listener.close()
+    if http is not None:
+        await http.stop()
     await server.stop()
     await asyncio.to_thread(checkpointer.stop)
     if metrics is not None:
