@@ -407,12 +407,6 @@ class Store:
             department=dept,
         )
 
-    def _bloctel(self, conn: sqlite3.Connection, professional: str, e164: str) -> Bloctel | None:
-        row = conn.execute(
-            "SELECT id, snapshot_date, kind FROM bloctel_snapshots"
-            " WHERE professional=? AND state='current'", (professional,)).fetchone()
-        return None if row is None else self._listed(conn, *row, e164)
-
     @staticmethod
     def _listed(conn: sqlite3.Connection, sid: int, snap_date: str, kind: str,
                 e164: str) -> Bloctel:
@@ -806,28 +800,6 @@ class Store:
                     "SELECT professional, count(*) FROM optouts GROUP BY 1").fetchall(),
             }
 
-    def bloctel_status(self, e164: str) -> list[tuple[str, Bloctel, int]]:
-        """(professional, where the callee stands in its current snapshot,
-        snapshot size) for every professional that has one (`explain`)."""
-        with self.transaction(immediate=False) as conn:
-            pros = [r[0] for r in conn.execute(
-                "SELECT professional FROM bloctel_snapshots WHERE state='current'"
-                " ORDER BY professional")]
-            out = []
-            for pro in pros:
-                status = self._bloctel(conn, pro, e164)
-                size = conn.execute("SELECT count FROM bloctel_snapshots WHERE professional=?"
-                                    " AND state='current'", (pro,)).fetchone()[0]
-                if status is not None:
-                    out.append((pro, status, size))
-            return out
-
-    def department(self, e164: str) -> str | None:
-        with self.transaction(immediate=False) as conn:
-            row = conn.execute("SELECT department FROM departments WHERE e164=?",
-                               (e164,)).fetchone()
-        return row[0] if row else None
-
     def _purge_sql(self, table: str) -> str:
         return dict(self.PURGE_WHERE)[table]
 
@@ -892,10 +864,8 @@ class Store:
                 n = tx.execute("DELETE FROM attempts WHERE e164=? AND at<?", (e164, keep_a)).rowcount
                 kept = tx.execute(
                     "UPDATE attempts SET campaign='', decision_id=NULL, outcome='erased',"
-                    " answered_at=NULL, ended_at=NULL, cause=NULL, cause_txt=NULL"
-                    " WHERE e164=?", (e164,)).rowcount
-                if "disposition" in {r[1] for r in tx.execute("PRAGMA table_info(attempts)")}:
-                    tx.execute("UPDATE attempts SET disposition=NULL WHERE e164=?", (e164,))
+                    " answered_at=NULL, ended_at=NULL, cause=NULL, cause_txt=NULL,"
+                    " disposition=NULL WHERE e164=?", (e164,)).rowcount
                 out["attempts"] = {"deleted": n, "kept": kept}
                 keep_r = ts(keep_refusals_since)
                 n = tx.execute("DELETE FROM refusals WHERE e164=? AND at<?", (e164, keep_r)).rowcount
