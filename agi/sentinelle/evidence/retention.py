@@ -37,9 +37,8 @@ from datetime import datetime, timedelta
 
 from sentinelle.core.numbers import NumberError, parse
 from sentinelle.core.rules import ATTEMPT_WINDOW, REFUSAL_SILENCE
-from sentinelle.store import HISTORY_HORIZON, Store
+from sentinelle.store import HISTORY_HORIZON, PURGE_TABLES, Store
 
-PURGE_TABLES = tuple(table for table, _ in Store.PURGE_WHERE)
 # Rules read this far back (R-30, R-31): a shorter retention would let calls through.
 MIN_RETENTION = HISTORY_HORIZON
 KEEP_ATTEMPTS = ATTEMPT_WINDOW + timedelta(days=1)
@@ -62,7 +61,7 @@ def parse_duration(text: str) -> timedelta:
 
 def purge_bounds(now: datetime, older_than: timedelta, consent_max_age_days: int
                  ) -> dict[str, datetime]:
-    """The instants `Store.PURGE_WHERE` compares with."""
+    """The instants `store.retention.PURGE_WHERE` compares with."""
     if older_than < MIN_RETENTION:
         raise ValueError(f"retention {older_than.days} days is shorter than the "
                          f"{MIN_RETENTION.days} days R-30/R-31 read back: refused")
