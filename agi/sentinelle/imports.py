@@ -25,7 +25,7 @@ from sentinelle.config import Config, ConfigError
 from sentinelle.core.clock import parse_instant
 from sentinelle.core.numbers import _OVERSEAS as _PLAN_OVERSEAS  # the one table of overseas prefixes
 from sentinelle.core.numbers import Kind, NumberError, parse
-from sentinelle.store import BLOCTEL_BATCH, ConsentProof, Store, e164_int
+from sentinelle.store import BLOCTEL_BATCH, Backend, ConsentProof, e164_int
 
 MAX_REPORTED = 20
 _NUMBER_COLUMNS = ("number", "numero", "numéro", "phone", "telephone", "téléphone", "e164", "msisdn")
@@ -69,7 +69,7 @@ def bloctel_number(text: str) -> int:
 
 
 def import_bloctel(
-    store: Store, professional: str, path: Path, snapshot_date: date, kind: str,
+    store: Backend, professional: str, path: Path, snapshot_date: date, kind: str,
     *, skip_invalid: bool = False, progress: Progress | None = None,
 ) -> ImportResult:
     """Two phases. 1: read and validate the whole file (a bad line aborts here,
@@ -293,7 +293,7 @@ def _french(raw: str) -> str:
 
 
 def import_csv(
-    store: Store, config: Config, what: str, path: Path,
+    store: Backend, config: Config, what: str, path: Path,
     *, campaign: str | None = None, skip_invalid: bool = False,
 ) -> ImportResult:
     header, rows, errors = read_csv(path)

@@ -34,7 +34,7 @@ from sentinelle.core.rules import (
     valid_consent,
 )
 from sentinelle.guard import Request, check
-from sentinelle.store import Store, from_ts
+from sentinelle.store import Backend, from_ts
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -90,7 +90,7 @@ def _fmt(instant: datetime | None, zone: tzinfo) -> str:
     return instant.astimezone(zone).isoformat(sep=" ", timespec="seconds")
 
 
-def _events(store: Store, e164: str, zone: tzinfo, config: Config) -> list[Event]:
+def _events(store: Backend, e164: str, zone: tzinfo, config: Config) -> list[Event]:
     tl = store.timeline(e164)
     max_age = timedelta(days=config.policy.consent_max_age_days)
     out: list[Event] = []
@@ -167,7 +167,7 @@ def _events(store: Store, e164: str, zone: tzinfo, config: Config) -> list[Event
     return out
 
 
-def _facts(config: Config, store: Store, number: Number, professional: str, at: datetime,
+def _facts(config: Config, store: Backend, number: Number, professional: str, at: datetime,
            zone: tzinfo) -> list[str]:
     """The state of each rule for one professional at `at`, in words."""
     policy = config.policy
@@ -249,7 +249,7 @@ def in_words(d: Decision) -> str:
     return text
 
 
-def explain(config: Config, store: Store, number: Number, at: datetime,
+def explain(config: Config, store: Backend, number: Number, at: datetime,
             campaigns: list[str], caller_id: str | None = None) -> Explanation:
     zone: tzinfo = (calendar.TIMEZONES[number.territory] if number.territory is not None
                     else PARIS)

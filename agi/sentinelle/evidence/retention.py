@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 
 from sentinelle.core.numbers import NumberError, parse
 from sentinelle.core.rules import ATTEMPT_WINDOW, REFUSAL_SILENCE
-from sentinelle.store import HISTORY_HORIZON, PURGE_TABLES, Store
+from sentinelle.store import HISTORY_HORIZON, PURGE_TABLES, Backend
 
 # Rules read this far back (R-30, R-31): a shorter retention would let calls through.
 MIN_RETENTION = HISTORY_HORIZON
@@ -83,7 +83,7 @@ class PurgeResult:
 
 
 def purge(
-    store: Store, bounds: dict[str, datetime], *, batch: int = DEFAULT_BATCH,
+    store: Backend, bounds: dict[str, datetime], *, batch: int = DEFAULT_BATCH,
     min_pause_s: float = 0.005, dry_run: bool = False,
     progress: Callable[[str, int], None] | None = None,
 ) -> PurgeResult:
@@ -130,7 +130,7 @@ class ForgetResult:
     checkpointed: bool
 
 
-def forget(store: Store, e164: str, now: datetime, outside_prefix: str = "") -> ForgetResult:
+def forget(store: Backend, e164: str, now: datetime, outside_prefix: str = "") -> ForgetResult:
     """Erase what the store holds on `e164`, keeping only what R-12, R-30 and
     R-31 need (see the module docstring), then checkpoint the WAL so the
     erased bytes do not survive in old WAL frames."""

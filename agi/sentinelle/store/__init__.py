@@ -1,10 +1,11 @@
 """The store: every fact the rules need and every decision taken, durable.
 
-All SQL lives in this package. Callers use the `Store` handle (the SQLite
-backend) and the plain types exported here; no other layer opens a
-database connection.
+All SQL lives in this package. Callers construct `Store` (the SQLite
+backend) and use it through the methods of the `Backend` protocol and the
+plain types exported here; no other layer opens a database connection.
 """
 
+from sentinelle.store.backend import Backend
 from sentinelle.store.bloctel import BLOCTEL_BATCH
 from sentinelle.store.checkpoint import Checkpointer
 from sentinelle.store.errors import StoreBusy, StoreError
@@ -19,6 +20,7 @@ __all__ = [
     "HISTORY_HORIZON",
     "PURGE_TABLES",
     "SCHEMA_VERSION",
+    "Backend",
     "Checkpointer",
     "ConsentProof",
     "Snapshot",
