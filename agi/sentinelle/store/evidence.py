@@ -174,7 +174,7 @@ _GROUPS = {
                 " AND (:campaign IS NULL OR campaign = :campaign)",
     "slots": "SELECT count(*) FROM decisions WHERE at >= :start AND at < :end"
              " AND attempt_id IS NOT NULL AND (:campaign IS NULL OR campaign = :campaign)"
-             " AND inputs LIKE '%R-22 consent slot%'",
+             " AND slot_used = 1",
     # the oldest Bloctel snapshot fr-2023 decisions saw each (UTC) day,
     # and how many saw none: what R-10 actually relied on
     "bloctel": "SELECT professional, substr(at, 1, 10),"

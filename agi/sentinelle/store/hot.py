@@ -19,7 +19,7 @@ from typing import Any
 from sentinelle.core.model import Bloctel, Consent, Decision, History
 from sentinelle.store.bloctel import snapshot_table
 from sentinelle.store.connection import SqliteDatabase
-from sentinelle.store.values import e164_int, from_ts, ts
+from sentinelle.store.values import e164_int, from_ts, ts, used_slot
 
 HISTORY_HORIZON = timedelta(days=62)  # covers R-30 (30 d) and R-31 (60 d) with DST slack
 
@@ -127,13 +127,13 @@ def _log(conn: sqlite3.Connection, d: Decision, source: str, attempt_id: int | N
         data["history"] = _history_summary(history)
     cur = conn.execute(
         "INSERT INTO decisions (at, source, campaign, professional, dialled, e164, caller_id,"
-        " verdict, rules, reasons, regime, retry_at, attempt_id, inputs)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " verdict, rules, reasons, regime, retry_at, attempt_id, inputs, slot_used)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (ts(d.at), source, d.campaign, d.professional, d.dialled,
          d.callee.e164 if d.callee else None, d.caller_id, d.verdict.value,
          ",".join(d.rules), json.dumps(list(d.reasons), ensure_ascii=False), d.regime,
          ts(d.retry_at) if d.retry_at else None, attempt_id,
-         json.dumps(data, ensure_ascii=False, default=str)),
+         json.dumps(data, ensure_ascii=False, default=str), int(used_slot(d.notes))),
     )
     assert cur.lastrowid is not None
     return cur.lastrowid

@@ -1,11 +1,13 @@
 """The plain values that cross the store's boundary, and how they are written.
 
 Kept apart from any SQL so that another backend (PostgreSQL) stores the
-same facts in the same shapes.
+same facts in the same shapes, and so that the one judgement the store
+makes about a decision (did it use an R-22 slot?) lives in one place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -30,6 +32,22 @@ def from_ts(text: str | None) -> datetime | None:
 def e164_int(e164: str) -> int:
     """Bloctel tables key numbers as integers: half the size of text, faster probes."""
     return int(e164.lstrip("+"))
+
+
+# How core.rules words the note of a decision that an R-22 consent slot let
+# through outside the legal hours (rules._prospecting_findings).
+SLOT_NOTE = "R-22 consent slot"
+
+
+def used_slot(notes: Iterable[str]) -> bool:
+    """Whether a decision relied on an R-22 consent slot, stored as
+    `decisions.slot_used` so the report counts a field, not a wording.
+
+    `Decision` has no field for it: the core only says so in its notes. This
+    is the one place that reads that wording (the v3 migration backfills old
+    rows with the same `SLOT_NOTE`); when the core gains a field, only this
+    function changes."""
+    return any(note.startswith(SLOT_NOTE) for note in notes)
 
 
 @dataclass(frozen=True, slots=True)
