@@ -344,7 +344,8 @@ def test_checker_detects_each_kind_of_violation(tmp_path, case):
             _attempt(conn, e, TUE + timedelta(days=d))
         conn.execute("INSERT INTO refusals (professional, campaign, e164, at, source) VALUES"
                      " ('acme', 'promo', ?, ?, 't')", (e, ts(TUE - timedelta(days=60))))
-    result = audit(conn, config)
+    with Store(config.store.path) as store:
+        result = audit(store, config)
     rules = sorted({v.rule for v in result.violations})
     if case == "clean":
         assert rules == [], str(result)

@@ -22,10 +22,76 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
 
 from sentinelle.core.model import Decision, History
 from sentinelle.store.values import ConsentProof, Snapshot
+
+# -- what the invariant checker reads (evidence.audit) ---------------------------
+# Rows as recorded, times as aware UTC datetimes: the checker re-judges them
+# with its own logic, so it gets the facts, not a history shaped for a decision.
+
+class AuditAttempt(NamedTuple):
+    id: int
+    professional: str
+    campaign: str
+    e164: str
+    at: datetime
+    decision_id: int | None
+
+
+class AuditDecision(NamedTuple):
+    id: int
+    verdict: str
+    e164: str | None
+
+
+class AuditRefusal(NamedTuple):
+    professional: str
+    e164: str
+    at: datetime
+    recorded_at: datetime | None
+
+
+class AuditConsent(NamedTuple):
+    professional: str
+    e164: str
+    given_at: datetime
+    revoked_at: datetime | None
+    slot_from: datetime | None
+    slot_until: datetime | None
+
+
+class AuditFact(NamedTuple):
+    """A contract or an opposition-list entry, and since when it holds."""
+
+    professional: str
+    e164: str
+    added_at: datetime
+
+
+class AuditSnapshot(NamedTuple):
+    professional: str
+    id: int
+    snapshot_date: date
+    kind: str
+    imported_at: datetime
+
+
+class AuditSource(Protocol):
+    """One consistent view of the recorded facts."""
+
+    def attempts(self, since: datetime | None = None,
+                 until: datetime | None = None) -> Iterator[AuditAttempt]: ...
+    def attempt_decisions(self, since: datetime | None = None,
+                          until: datetime | None = None) -> Iterator[AuditDecision]: ...
+    def refusals(self) -> Iterator[AuditRefusal]: ...
+    def consents(self) -> Iterator[AuditConsent]: ...
+    def contracts(self) -> Iterator[AuditFact]: ...
+    def optouts(self) -> Iterator[AuditFact]: ...
+    def departments(self) -> Iterator[tuple[str, str]]: ...
+    def current_snapshots(self) -> Iterator[AuditSnapshot]: ...
+    def listed(self, snapshot_id: int, e164: str) -> bool: ...
 
 
 @runtime_checkable
@@ -120,3 +186,9 @@ class Backend(Protocol):
         """Make erased data unrecoverable from the backend's logs (SQLite: the WAL)."""
         ...
 
+    # -- audit ------------------------------------------------------------------
+
+    def audit_view(self) -> AbstractContextManager[AuditSource]: ...
+    def check_integrity(self) -> list[str]:
+        """The backend's own consistency check of its storage; problems found."""
+        ...

@@ -2,7 +2,7 @@
 
 `Store` is the one entry point callers construct; it is assembled from one
 class per job (connection, hot path, facts, outcomes, Bloctel snapshots,
-evidence reads, retention), each in its own module over the same
+evidence reads, retention, audit reads), each in its own module over the same
 connection, so each job's SQL can be read and changed on its own. What the
 rest of sentinelle may call is the `Backend` protocol (store.backend), so
 that a PostgreSQL backend can take this one's place for multi-PBX sites.
@@ -10,6 +10,7 @@ that a PostgreSQL backend can take this one's place for multi-PBX sites.
 
 from __future__ import annotations
 
+from sentinelle.store.audit import AuditReads
 from sentinelle.store.backend import Backend
 from sentinelle.store.bloctel import Snapshots
 from sentinelle.store.evidence import EvidenceReads
@@ -19,7 +20,7 @@ from sentinelle.store.outcomes import Outcomes
 from sentinelle.store.retention import Retention
 
 
-class Store(HotPath, Facts, Outcomes, Snapshots, EvidenceReads, Retention):
+class Store(HotPath, Facts, Outcomes, Snapshots, EvidenceReads, Retention, AuditReads):
     """A connection to the sentinelle store; not shared between threads.
 
     `Store(path, create=..., busy_timeout_ms=..., synchronous=...,
