@@ -304,9 +304,13 @@ def _frequency(rows: Iterable[tuple[int, str, datetime, int | None]], tz: ZoneIn
 
 def render(report: AuditReport) -> str:
     """The `sentinelle audit` text: every breach, then the summary."""
-    period = (f"attempts from {paris(report.start) if report.start else 'the first'} "
-              f"to {paris(report.end) if report.end else 'the last'} (excluded)")
-    lines = [f"audit of the recorded {period}, times Europe/Paris"]
+    period = "every recorded attempt"
+    if report.start is not None:
+        period = f"the attempts recorded from {paris(report.start)}"
+    if report.end is not None:
+        period += (f" to {paris(report.end)} (excluded)" if report.start
+                   else f" before {paris(report.end)}")
+    lines = [f"audit of {period}; times Europe/Paris"]
     for v in report.violations:
         lines.append(f"{v.rule} {v.professional} {v.e164} attempt #{v.attempt_id} at "
                      f"{paris(v.at)}: {v.detail}")
