@@ -196,7 +196,7 @@ def main() -> None:
                 "import sys\n"
                 "from datetime import datetime, timedelta\n"
                 "from sentinelle.store import Store\n"
-                "from sentinelle.retention import purge, purge_bounds\n"
+                "from sentinelle.evidence.retention import purge, purge_bounds\n"
                 f"s = Store({str(copy)!r})\n"
                 f"r = purge(s, purge_bounds(datetime.fromisoformat({now.isoformat()!r}),"
                 " timedelta(days=1095), 365))\n"

@@ -40,8 +40,7 @@ from sentinelle.core.numbers import parse
 from sentinelle.core.rules import decide
 from sentinelle.guard import Request, resolve_call
 from sentinelle.scrub import Options, Scrubber, open_leads, scrub, serial
-from sentinelle.store import ConsentProof, Store, ts
-from sentinelle.store.sqlite import SCHEMA_VERSION
+from sentinelle.store import SCHEMA_VERSION, ConsentProof, Store, ts
 
 GEN_VERSION = 1
 CONSENTS = 1_000_000

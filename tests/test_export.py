@@ -196,5 +196,5 @@ def test_every_evidence_command_is_documented():
 
     doc = DOC.read_text()
     for command in (evidence.export_cmd, evidence.explain_cmd, evidence.report_cmd,
-                    evidence.purge_cmd, evidence.forget_cmd):
+                    evidence.audit_cmd, evidence.purge_cmd, evidence.forget_cmd):
         assert f"### sentinelle {command.name}\n" in doc, command.name

@@ -248,7 +248,7 @@ _INPUT_NAMES = {"dialled", "number", "raw", "campaign", "caller_id", "e164", "so
                 "line", "value", "values", "data", "req", "request", "headers", "event",
                 "professional", "product", "department", "code", "name", "path", "url", "user",
                 "password", "reason", "row", "fields", "proof", "inputs", "args", "kwargs"}
-_SAFE_WRAPPERS = {"_snapshot_table", "int"}
+_SAFE_WRAPPERS = {"snapshot_table", "int"}
 
 
 def _names(node: ast.AST) -> set[str]:

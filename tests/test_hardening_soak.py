@@ -344,7 +344,8 @@ def test_checker_detects_each_kind_of_violation(tmp_path, case):
             _attempt(conn, e, TUE + timedelta(days=d))
         conn.execute("INSERT INTO refusals (professional, campaign, e164, at, source) VALUES"
                      " ('acme', 'promo', ?, ?, 't')", (e, ts(TUE - timedelta(days=60))))
-    result = audit(conn, config)
+    with Store(config.store.path) as store:
+        result = audit(store, config)
     rules = sorted({v.rule for v in result.violations})
     if case == "clean":
         assert rules == [], str(result)
@@ -369,7 +370,8 @@ def test_checker_detects_a_banned_sector_attempt(tmp_path):
         _attempt(conn, e, TUE, campaign="reno")
     conn.execute("INSERT INTO contracts VALUES ('acme', '+33611111111', 'heat pump', ?)",
                  (ts(TUE - timedelta(days=1)),))
-    result = audit(conn, config)
+    conn.close()
+    result = audit_path(config.store.path, config)
     assert [(v.rule, v.e164) for v in result.violations] == [("R-13", "+33612345678")], str(result)
 
 

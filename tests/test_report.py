@@ -214,3 +214,24 @@ def test_report_figures_match_the_store(tmp_path, config, store):
     assert {"consent (R-11)", "Bloctel checked (R-10)"} <= bases
     assert data.snapshot_ages["acme"]  # fr-2023 days saw the 2026-07-10 snapshot
     assert min(data.snapshot_ages["acme"].values()) >= 17
+
+
+def test_report_counts_r22_slot_uses_from_the_decision_log(config, store):
+    """The summary's R-22 slot uses come from `decisions.slot_used`, written
+    when a consent slot let a call through outside the legal hours."""
+    from datetime import datetime, timedelta
+
+    from evidence_helpers import call
+    from sentinelle.evidence.report import collect
+    from sentinelle.store import ConsentProof
+
+    sunday = datetime.fromisoformat("2026-12-06T15:00:00+01:00")  # R-21: closed day
+    store.add_consent("acme", "+33612345678", ConsentProof(
+        source="web", given_at=sunday - timedelta(days=20),
+        slot_from=sunday - timedelta(hours=1), slot_until=sunday + timedelta(hours=1)))
+    assert call(config, store, "0612345678", sunday).allowed
+    assert call(config, store, "0612345678", datetime.fromisoformat(
+        "2026-12-08T10:30:00+01:00")).allowed  # a Tuesday: no slot needed
+    data = collect(config, store, datetime.fromisoformat("2026-12-01T00:00:00+01:00"),
+                   datetime.fromisoformat("2027-01-01T00:00:00+01:00"))
+    assert data.summary["attempts"] == 2 and data.summary["slot_calls"] == 1

@@ -224,6 +224,7 @@ def test_forget_keeps_what_honours_opposition_refusal_and_r30(config, store, con
                                record=True, source="test")
     store.record_outcome(store.count("attempts"), outcome="answered", answered_at=recent[-1],
                          ended_at=recent[-1], cause=16, cause_txt="Normal Clearing")
+    store.set_disposition(store.count("attempts"), "callback")
     store.add_refusal("acme", "promo", E164, now - timedelta(days=20), "disposition")
     store.set_optout("other", E164, True, "dtmf")
     r = invoker(config_path)("forget", "06 12 34 56 78", "--yes", "--json")
@@ -235,7 +236,8 @@ def test_forget_keeps_what_honours_opposition_refusal_and_r30(config, store, con
     assert tables["consents"]["deleted"] == 1 and tables["contracts"]["deleted"] == 1
     kept = _rows(store, "attempts")
     assert all(a["outcome"] == "erased" and a["campaign"] == "" and a["decision_id"] is None
-               and a["cause"] is None and a["answered_at"] is None for a in kept)
+               and a["cause"] is None and a["answered_at"] is None
+               and a["disposition"] is None for a in kept)
     (refusal,) = _rows(store, "refusals")
     assert refusal["source"] == "erased" and refusal["campaign"] == ""
     assert refusal["attempt_id"] is None and refusal["recorded_at"] is None

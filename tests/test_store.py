@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sentinelle.guard import Request, check
-from sentinelle.store import ConsentProof, Store, StoreError
+from sentinelle.store import SCHEMA_VERSION, ConsentProof, Store, StoreError
 
 PARIS = ZoneInfo("Europe/Paris")
 AT = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
@@ -159,7 +159,7 @@ def test_v1_store_is_migrated_in_place(tmp_path):
     store = Store(path)
     assert store.set_disposition(1, "callback")
     assert store.attempt(1)["disposition"] == "callback"
-    assert store.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == 2
+    assert store.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION
     store.close()
 
 

@@ -19,7 +19,7 @@ from sentinelle.config import Config, ConfigError
 from sentinelle.core.model import Call, Campaign, Decision, History, Professional
 from sentinelle.core.numbers import Kind, Number, NumberError, parse
 from sentinelle.core.rules import SYS_CONFIG, SYS_ERROR, SYS_STORE, decide, fail_closed
-from sentinelle.store import Store, StoreBusy, StoreError
+from sentinelle.store import Backend, StoreBusy, StoreError
 
 log = logging.getLogger("sentinelle.decision")
 
@@ -36,7 +36,7 @@ class Request:
     context: tuple[tuple[str, str], ...] = ()  # e.g. AGI channel/uniqueid, kept as evidence
 
 
-def check(config: Config, store: Store | None, req: Request,
+def check(config: Config, store: Backend | None, req: Request,
           store_error: str | None = None, busy_raises: bool = False) -> Decision:
     """Decide and (with `record`) count the call. Never raises, except
     StoreBusy with `busy_raises` (nothing was written nor logged: the caller
@@ -73,7 +73,7 @@ def resolve_call(config: Config, req: Request) -> Call:
     return _call(config, req, campaign)
 
 
-def _check(config: Config, store: Store | None, req: Request, store_error: str | None,
+def _check(config: Config, store: Backend | None, req: Request, store_error: str | None,
            busy_raises: bool = False) -> Decision:
     try:
         campaign = config.campaign(req.campaign)
@@ -125,7 +125,7 @@ def _inputs(config: Config, req: Request) -> dict[str, Any]:
     }
 
 
-def _log_only(store: Store | None, decision: Decision, req: Request,
+def _log_only(store: Backend | None, decision: Decision, req: Request,
               busy_raises: bool = False) -> Decision:
     """Decisions taken without the history still go to the decision log."""
     if req.record and store is not None:

@@ -33,7 +33,7 @@ from sentinelle.config import Config, ConfigError
 from sentinelle.core.clock import parse_instant, refuse_future, system_clock
 from sentinelle.core.numbers import _OVERSEAS as _PLAN_OVERSEAS  # the one table of overseas prefixes
 from sentinelle.core.numbers import Kind, NumberError, parse
-from sentinelle.store import BLOCTEL_BATCH, ConsentProof, SnapshotShrinks, Store, e164_int
+from sentinelle.store import BLOCTEL_BATCH, Backend, ConsentProof, SnapshotShrinks, e164_int
 
 # A rejected import lists this many invalid lines, then how many more: every
 # problem of a file in one run, without printing ten million lines.
@@ -101,7 +101,7 @@ def bloctel_number(text: str) -> int:
 
 
 def import_bloctel(
-    store: Store, professional: str, path: Path, snapshot_date: date, kind: str,
+    store: Backend, professional: str, path: Path, snapshot_date: date, kind: str,
     *, skip_invalid: bool = False, progress: Progress | None = None, allow_shrink: bool = False,
 ) -> ImportResult:
     """Two phases. 1: read and validate the whole file (a bad line aborts here,
@@ -374,7 +374,7 @@ def _french(raw: str) -> str:
 
 
 def import_csv(
-    store: Store, config: Config, what: str, path: Path,
+    store: Backend, config: Config, what: str, path: Path,
     *, campaign: str | None = None, skip_invalid: bool = False,
     now: datetime | None = None, allow_future: bool = False,
 ) -> ImportResult:

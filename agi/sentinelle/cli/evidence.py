@@ -1,4 +1,4 @@
-"""CLI commands for evidence: export, explain, report, purge, forget.
+"""CLI commands for evidence: export, explain, report, audit, purge, forget.
 
 Kept apart from the facts and decision commands: these read the store to
 show an auditor what happened, and they are the heaviest (matplotlib for
@@ -46,17 +46,28 @@ class Bound(click.ParamType):  # type: ignore[type-arg]
 BOUND = Bound()
 
 
+def _instant(value: date | datetime, next_day: bool) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    day = value + timedelta(days=1) if next_day else value
+    return datetime.combine(day, time(0), PARIS)
+
+
 def period(start: date | datetime, end: date | datetime) -> tuple[datetime, datetime]:
     """[start, end) in instants: a `--to` day is included whole (up to the next
     Paris midnight); an instant is an exclusive bound."""
-    def instant(value: date | datetime, next_day: bool) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        day = value + timedelta(days=1) if next_day else value
-        return datetime.combine(day, time(0), PARIS)
-
-    lo, hi = instant(start, False), instant(end, True)
+    lo, hi = _instant(start, False), _instant(end, True)
     if hi <= lo:
+        fail("--to must be after --from")
+    return lo, hi
+
+
+def open_period(start: date | datetime | None, end: date | datetime | None
+                ) -> tuple[datetime | None, datetime | None]:
+    """`period` where a missing bound leaves that side open."""
+    lo = None if start is None else _instant(start, False)
+    hi = None if end is None else _instant(end, True)
+    if lo is not None and hi is not None and hi <= lo:
         fail("--to must be after --from")
     return lo, hi
 
@@ -180,6 +191,30 @@ def report_cmd(ctx: Ctx, start: date | datetime, end: date | datetime, campaign:
         stats = write_report(ctx.config, store, lo, hi, out, campaign)
     click.echo(f"report written: {stats.path} ({stats.bytes // 1024} KiB, "
                f"{stats.decisions} decisions, {stats.seconds:.1f} s)")
+
+
+# -- audit --------------------------------------------------------------------
+
+@click.command("audit")
+@click.option("--from", "start", type=BOUND,
+              help="First day (Europe/Paris) or an ISO 8601 instant; default: from the first "
+                   "attempt.")
+@click.option("--to", "end", type=BOUND,
+              help="Last day (included) or an instant (excluded); default: to the last attempt.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_obj
+def audit_cmd(ctx: Ctx, start: date | datetime | None, end: date | datetime | None,
+              as_json: bool) -> None:
+    """Re-check every recorded attempt against R-10/R-11/R-12/R-20/R-21/R-30/R-31,
+    independently of the decision code, and the store file's integrity.
+    Exit 0 clean, 1 on any breach or integrity problem, 2 usage error."""
+    from sentinelle.evidence.audit import audit, render
+
+    lo, hi = open_period(start, end)
+    with store_errors(), ctx.store(create=False) as store:
+        report = audit(store, ctx.config, lo, hi, integrity=True)
+    click.echo(json.dumps(report.to_dict(), ensure_ascii=False) if as_json else render(report))
+    sys.exit(0 if report.clean else EXIT_BLOCK)
 
 
 # -- purge --------------------------------------------------------------------

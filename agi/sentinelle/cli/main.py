@@ -33,8 +33,8 @@ for command in (
     facts.refusal, facts.consent, facts.contract, facts.optout, facts.history_cmd, facts.init_cmd,
     imports.import_group,
     service.serve_cmd, service.agi_cmd, service.listen_cmd,
-    evidence.export_cmd, evidence.explain_cmd, evidence.report_cmd, evidence.purge_cmd,
-    evidence.forget_cmd,
+    evidence.export_cmd, evidence.explain_cmd, evidence.report_cmd, evidence.audit_cmd,
+    evidence.purge_cmd, evidence.forget_cmd,
     scrub.scrub_cmd,
 ):
     main.add_command(command)

@@ -29,7 +29,7 @@ from sentinelle.core.rules import (
     RULES,
 )
 from sentinelle.guard import Request, check
-from sentinelle.store import Store, from_ts
+from sentinelle.store import Backend, from_ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ def _fmt(instant: datetime | None, zone: tzinfo) -> str:
     return instant.astimezone(zone).isoformat(sep=" ", timespec="seconds")
 
 
-def _events(store: Store, e164: str, zone: tzinfo, config: Config) -> list[Event]:
+def _events(store: Backend, e164: str, zone: tzinfo, config: Config) -> list[Event]:
     tl = store.timeline(e164)
     max_age = timedelta(days=config.policy.consent_max_age_days)
     out: list[Event] = []
@@ -195,7 +195,7 @@ def in_words(d: Decision) -> str:
     return text
 
 
-def explain(config: Config, store: Store, number: Number, at: datetime,
+def explain(config: Config, store: Backend, number: Number, at: datetime,
             campaigns: list[str], caller_id: str | None = None) -> Explanation:
     zone: tzinfo = (calendar.TIMEZONES[number.territory] if number.territory is not None
                     else PARIS)

@@ -40,7 +40,7 @@ from sentinelle.core import calendar
 from sentinelle.core.model import PARIS, Purpose
 from sentinelle.core.numbers import Territory
 from sentinelle.core.rules import ATTEMPT_WINDOW, MAX_ATTEMPTS, RULES
-from sentinelle.store import Store, ts
+from sentinelle.store import Backend, ts
 
 OUTCOMES = ("answered", "busy", "no-answer", "failed", "unknown", "erased", "")
 OUTCOME_LABELS = {"": "not known yet", "erased": "erased (forget)"}
@@ -99,7 +99,7 @@ def _utc_hour(text: str) -> datetime:
     return datetime.fromisoformat(text + ":00:00+00:00")
 
 
-def collect(config: Config, store: Store, start: datetime, end: datetime,
+def collect(config: Config, store: Backend, start: datetime, end: datetime,
             campaign: str | None = None, now: datetime | None = None) -> ReportData:
     """Read everything the charts need, in a few streaming passes."""
     now = now or datetime.now(UTC)
@@ -142,7 +142,7 @@ def collect(config: Config, store: Store, start: datetime, end: datetime,
     return data
 
 
-def _hours(data: ReportData, store: Store) -> None:
+def _hours(data: ReportData, store: Backend) -> None:
     """Calls per hour of the callee's clock. Rows are first counted per
     (territory, UTC hour): offsets of French territories are whole hours, so
     one UTC hour is one local hour, and R-20/R-21 are judged once per group."""
@@ -167,7 +167,7 @@ def _hours(data: ReportData, store: Store) -> None:
                 data.placed_outside += n
 
 
-def _windows(data: ReportData, store: Store, professional: str | None) -> None:
+def _windows(data: ReportData, store: Backend, professional: str | None) -> None:
     """For each (professional, callee): the most attempts in any rolling
     30-day window ending in the period. Attempts up to 30 days before the
     period are read so the first windows are complete."""
@@ -207,7 +207,7 @@ def _basis(config: Config, campaign: str, regime: str | None, contract: Any) -> 
     return BASES[0] if regime == "fr-2026" else BASES[2]
 
 
-def _coverage(data: ReportData, config: Config, store: Store, now: datetime) -> None:
+def _coverage(data: ReportData, config: Config, store: Backend, now: datetime) -> None:
     cov = store.coverage(now, timedelta(days=config.policy.consent_max_age_days))
     data.snapshots = cov["snapshots"]
     pros = set(config.professionals) | {row[0] for row in cov["snapshots"]}
@@ -724,7 +724,7 @@ class ReportStats:
     decisions: int
 
 
-def write_report(config: Config, store: Store, start: datetime, end: datetime, out: Path,
+def write_report(config: Config, store: Backend, start: datetime, end: datetime, out: Path,
                  campaign: str | None = None, now: datetime | None = None) -> ReportStats:
     t0 = time.perf_counter()
     data = collect(config, store, start, end, campaign, now)

@@ -37,9 +37,8 @@ from datetime import datetime, timedelta
 
 from sentinelle.core.numbers import NumberError, parse
 from sentinelle.core.rules import ATTEMPT_WINDOW, REFUSAL_SILENCE
-from sentinelle.store import HISTORY_HORIZON, Store
+from sentinelle.store import HISTORY_HORIZON, PURGE_TABLES, Backend
 
-PURGE_TABLES = tuple(table for table, _ in Store.PURGE_WHERE)
 # Rules read this far back (R-30, R-31): a shorter retention would let calls through.
 MIN_RETENTION = HISTORY_HORIZON
 KEEP_ATTEMPTS = ATTEMPT_WINDOW + timedelta(days=1)
@@ -62,7 +61,7 @@ def parse_duration(text: str) -> timedelta:
 
 def purge_bounds(now: datetime, older_than: timedelta, consent_max_age_days: int
                  ) -> dict[str, datetime]:
-    """The instants `Store.PURGE_WHERE` compares with."""
+    """The instants `store.retention.PURGE_WHERE` compares with."""
     if older_than < MIN_RETENTION:
         raise ValueError(f"retention {older_than.days} days is shorter than the "
                          f"{MIN_RETENTION.days} days R-30/R-31 read back: refused")
@@ -84,7 +83,7 @@ class PurgeResult:
 
 
 def purge(
-    store: Store, bounds: dict[str, datetime], *, batch: int = DEFAULT_BATCH,
+    store: Backend, bounds: dict[str, datetime], *, batch: int = DEFAULT_BATCH,
     min_pause_s: float = 0.005, dry_run: bool = False,
     progress: Callable[[str, int], None] | None = None,
 ) -> PurgeResult:
@@ -131,7 +130,7 @@ class ForgetResult:
     checkpointed: bool
 
 
-def forget(store: Store, e164: str, now: datetime, outside_prefix: str = "") -> ForgetResult:
+def forget(store: Backend, e164: str, now: datetime, outside_prefix: str = "") -> ForgetResult:
     """Erase what the store holds on `e164`, keeping only what R-12, R-30 and
     R-31 need (see the module docstring), then checkpoint the WAL so the
     erased bytes do not survive in old WAL frames."""

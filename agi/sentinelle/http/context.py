@@ -26,8 +26,8 @@ from sentinelle.core.clock import Clock
 from sentinelle.facts import FactError
 from sentinelle.http.auth import Authenticator, require
 from sentinelle.http.errors import ApiError, error_response
-from sentinelle.http.idempotency import Ledger
 from sentinelle.store import Store, StoreError
+from sentinelle.store.idempotency import Ledger
 
 log = logging.getLogger("sentinelle.http")
 T = TypeVar("T")

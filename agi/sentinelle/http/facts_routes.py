@@ -16,7 +16,7 @@ from sentinelle.core.model import Disposition
 from sentinelle.http import bodies
 from sentinelle.http.context import Api, json_response, source_of
 from sentinelle.http.errors import ApiError, unprocessable
-from sentinelle.http.idempotency import MAX_KEY, Entry, body_hash
+from sentinelle.store.idempotency import MAX_KEY, Entry, body_hash
 
 CONSENT_FIELDS = {"number", "campaign", "professional", "given_at", "source", "channel",
                   "wording", "evidence_ref", "slot_from", "slot_until"}

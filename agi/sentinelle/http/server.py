@@ -18,8 +18,8 @@ from sentinelle.core.clock import Clock
 from sentinelle.http import decision_routes, facts_routes, scrub_routes
 from sentinelle.http.auth import Authenticator
 from sentinelle.http.context import API, Api, guard_middleware, json_response
-from sentinelle.http.idempotency import Ledger
 from sentinelle.http.openapi import spec
+from sentinelle.store.idempotency import Ledger
 
 log = logging.getLogger("sentinelle.http")
 

@@ -1,27 +1,26 @@
 """The store: every fact the rules need and every decision taken, durable.
 
-All SQL lives in this package. Callers use the `Store` handle and the plain
-types exported here; no other layer opens a database connection.
+All SQL lives in this package. Callers construct `Store` (the SQLite
+backend) and use it through the methods of the `Backend` protocol and the
+plain types exported here; no other layer opens a database connection.
 """
 
-from sentinelle.store.sqlite import (
-    BLOCTEL_BATCH,
-    HISTORY_HORIZON,
-    Checkpointer,
-    ConsentProof,
-    Snapshot,
-    SnapshotShrinks,
-    Store,
-    StoreBusy,
-    StoreError,
-    e164_int,
-    from_ts,
-    ts,
-)
+from sentinelle.store.backend import Backend
+from sentinelle.store.bloctel import BLOCTEL_BATCH
+from sentinelle.store.checkpoint import Checkpointer
+from sentinelle.store.errors import SnapshotShrinks, StoreBusy, StoreError
+from sentinelle.store.hot import HISTORY_HORIZON
+from sentinelle.store.retention import PURGE_TABLES
+from sentinelle.store.schema import SCHEMA_VERSION
+from sentinelle.store.sqlite import Store
+from sentinelle.store.values import ConsentProof, Snapshot, e164_int, from_ts, ts
 
 __all__ = [
     "BLOCTEL_BATCH",
     "HISTORY_HORIZON",
+    "PURGE_TABLES",
+    "SCHEMA_VERSION",
+    "Backend",
     "Checkpointer",
     "ConsentProof",
     "Snapshot",

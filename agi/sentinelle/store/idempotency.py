@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sentinelle.store.connection import DEFAULTS
+
 TTL = timedelta(hours=24)
 MAX_KEY = 255
 
@@ -46,7 +48,7 @@ class Ledger:
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA busy_timeout = 1500")
+        self._conn.execute(f"PRAGMA busy_timeout = {DEFAULTS.busy_timeout_ms}")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS idempotency (client TEXT NOT NULL, key TEXT NOT NULL,"
             " body_sha256 TEXT NOT NULL, status INTEGER NOT NULL, result TEXT NOT NULL,"

@@ -1,0 +1,201 @@
+"""One SQLite store file: opening it, its pragmas, its identity, transactions.
+
+Why the choices below:
+- WAL mode: readers (exports, reports, the audit) never block the live
+  checks, and a check never waits for a reader.
+- The file's identity (device, inode) is checked before each use: a store
+  deleted or replaced under a running service must not be written to as a
+  ghost inode, which would silently swallow the records of calls placed.
+- Every SQLite error leaves as `StoreError` (`StoreBusy` for a lock), and a
+  connection that met anything but a lock is dropped and reopened on next
+  use rather than kept poisoned (a corrupt or replaced file).
+- The busy timeout is the connection's, adjustable per request: the FastAGI
+  worker bounds it by each request's deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Self, TypeVar
+from urllib.request import pathname2url
+
+from sentinelle.config import StoreConfig
+from sentinelle.store import schema
+from sentinelle.store.errors import StoreBusy, StoreError, is_busy
+
+T = TypeVar("T")
+
+
+# The store settings' defaults are written once, in the config's dataclass.
+DEFAULTS = StoreConfig()
+
+class SqliteDatabase:
+    """A connection to a sentinelle store file; not shared between threads."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        busy_timeout_ms: int = DEFAULTS.busy_timeout_ms,
+        synchronous: str = "normal",
+        wal_autocheckpoint: int | None = None,
+    ) -> None:
+        """`wal_autocheckpoint=0` keeps SQLite's automatic WAL checkpoint out
+        of this connection's commits (the FastAGI worker: a checkpoint inside
+        a check is a latency spike); whoever sets it must checkpoint from
+        elsewhere (see `Checkpointer`). None keeps SQLite's default (1000)."""
+        self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous.upper()
+        self.wal_autocheckpoint = wal_autocheckpoint
+        self._identity: tuple[int, int] | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._connect(create)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def _connect(self, create: bool) -> None:
+        memory = self.path == ":memory:"
+        if not memory and not create and not Path(self.path).exists():
+            raise StoreError(f"store missing: {self.path} (run an import or `sentinelle init`)")
+        try:
+            if memory:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            else:
+                mode = "rwc" if create else "rw"
+                uri = f"file:{pathname2url(os.path.abspath(self.path))}?mode={mode}"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            if not memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.synchronous == 'FULL' else 'NORMAL'}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if self.wal_autocheckpoint is not None:
+                conn.execute(f"PRAGMA wal_autocheckpoint = {int(self.wal_autocheckpoint)}")
+            self._conn = conn
+            if schema.stored_version(conn) != schema.SCHEMA_VERSION:
+                with self._tx():
+                    schema.upgrade(conn)
+        except sqlite3.Error as exc:
+            self.close()
+            kind = StoreBusy if is_busy(exc) else StoreError
+            raise kind(f"cannot open store {self.path}: {exc}") from exc
+        except StoreError:
+            self.close()
+            raise
+        if not memory:
+            st = os.stat(self.path)
+            self._identity = (st.st_dev, st.st_ino)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def set_busy_timeout(self, ms: int) -> None:
+        """How long the next statements wait for a lock (the FastAGI worker
+        bounds it by each request's deadline); kept across reconnects."""
+        self.busy_timeout_ms = max(0, int(ms))
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """Reconnect lazily after a fault, and refuse a file deleted or replaced
+        under us (it would silently swallow records)."""
+        if self._identity is not None:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                self.close()
+                raise StoreError(f"store file disappeared: {self.path}") from None
+            if (st.st_dev, st.st_ino) != self._identity:
+                self.close()
+                self._identity = None
+        if self._conn is None:
+            self._connect(create=False)
+        assert self._conn is not None
+        return self._conn
+
+    # -- transactions ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        conn = self._conn if self._conn is not None else self.conn
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction whose SQLite errors become StoreError (fail closed).
+        `immediate` takes the write lock first: a read-then-write can never
+        be overtaken by another writer between its read and its write."""
+        try:
+            self.conn  # noqa: B018 - identity check and lazy reconnect
+            with self._tx(immediate) as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            self._drop_after(exc)
+            kind = StoreBusy if is_busy(exc) else StoreError
+            raise kind(f"store error ({self.path}): {exc}") from exc
+
+    def _drop_after(self, exc: sqlite3.Error) -> None:
+        """Locks are transient; anything else may be a replaced or corrupt file:
+        reopen next time rather than keep a poisoned connection."""
+        if not is_busy(exc):
+            self.close()
+
+    def run(self, fn: Callable[[sqlite3.Connection], T], immediate: bool = False) -> T:
+        """For tests and benchmarks that need a raw statement; the program
+        itself goes through the store's named methods."""
+        with self.transaction(immediate=immediate) as conn:
+            return fn(conn)
+
+    # -- the WAL ----------------------------------------------------------------
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the main file and truncate it, so erased rows do
+        not linger in old WAL frames. False if readers kept it from finishing."""
+        try:
+            busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"store error ({self.path}): {exc}") from exc
+        return bool(busy == 0)
+
+    def wal_checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        """One WAL checkpoint: (busy, frames in the WAL, frames checkpointed).
+        PASSIVE never waits and never blocks writers."""
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(mode)
+        try:
+            busy, log_frames, done = self.conn.execute(
+                f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error as exc:
+            self._drop_after(exc)
+            raise StoreError(f"store error ({self.path}): {exc}") from exc
+        return int(busy), int(log_frames), int(done)
