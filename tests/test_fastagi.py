@@ -352,3 +352,41 @@ def test_serve_checkpoints_the_wal_off_the_check_path(config, tmp_path, monkeypa
     assert wal.stat().st_size < 256 * 1024 if wal.exists() else True
     with Store(cfg.store.path) as st:
         assert st.count("decisions") == 360
+
+
+def test_timeout_honours_a_fail_open_campaign_given_by_channel_variable(config, store,
+                                                                       monkeypatch):
+    """The campaign named by SENTINELLE_CAMPAIGN (AGI argument 2 empty) is the
+    call's campaign on every path: a check that misses its deadline answers
+    for that campaign too, so its fail_open choice is honoured (it used to be
+    dropped on the timeout path, which then answered for no campaign)."""
+    import threading
+
+    campaigns = dict(config.campaigns)
+    campaigns["promo"] = dataclasses.replace(campaigns["promo"], fail_open=True)
+    cfg = dataclasses.replace(config, campaigns=campaigns)
+    _consent(store, "+33612345678")
+    released = threading.Event()
+    slow_check = Store.check_and_record
+
+    def stuck(self, *args, **kwargs):  # a store that hangs past the request's deadline
+        released.wait(5)
+        return slow_check(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "check_and_record", stuck)
+
+    async def scenario():
+        srv = _serve(cfg, request_timeout_s=0.3)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for("0612345678", campaign=None),
+                              variables={"SENTINELLE_CAMPAIGN": "promo"}), srv.stats
+        finally:
+            released.set()
+            await srv.stop()
+
+    res, stats = run(scenario())
+    assert "GET VARIABLE SENTINELLE_CAMPAIGN" in res.commands
+    assert stats.timeouts == 1
+    assert res.verdict == "ALLOW" and res.variables.get("SENTINELLE_RULES", "") == ""
+    assert "SYS-TIMEOUT fail-open" in res.variables.get("SENTINELLE_REASON", "")

@@ -235,18 +235,21 @@ class FastAgiServer:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + sc.request_timeout_s
+        req: Request | None = None
         try:
+            req = await self._read_request(agi, headers, deadline)
             decision = await asyncio.wait_for(
-                self._decide(agi, headers, time.monotonic() + sc.request_timeout_s),
-                sc.request_timeout_s)
+                self._decide(req, time.monotonic() + deadline - loop.time()),
+                deadline - loop.time())
         except TimeoutError:
-            if agi.pending:  # the PBX never answered our command: the dialogue is lost
+            if agi.pending or req is None:  # the PBX never answered us: the dialogue is lost
                 self.stats.timeouts += 1
                 raise AgiError(f"no answer to {agi.pending} before the deadline") from None
             decision = None
         if decision is None:  # the deadline passed, here or in the store worker
             self.stats.timeouts += 1
-            decision = self._timeout_decision(headers)
+            decision = fault(self.config, req, SYS_TIMEOUT,
+                             "check exceeded server.request_timeout_s", logging.WARNING)
         elapsed = loop.time() - started
         self.stats.decisions[decision.verdict.value] += 1
         if self.on_decision:
@@ -254,20 +257,27 @@ class FastAgiServer:
         remaining = max(ANSWER_MIN_S, deadline - loop.time())
         await asyncio.wait_for(self._answer(agi, decision), remaining)
 
-    async def _decide(self, agi: AgiChannel, headers: dict[str, str],
-                      deadline: float) -> Decision | None:
+    async def _read_request(self, agi: AgiChannel, headers: dict[str, str],
+                            deadline: float) -> Request:
+        """The check's Request, built here only: the decision and a timeout
+        answer for the same call must agree on its campaign (a fail_open one
+        named by the channel variable included)."""
         campaign = headers.get("agi_arg_2", "").strip()
         if not campaign:
-            campaign = await agi.get_variable(agivars.CAMPAIGN)
+            loop = asyncio.get_running_loop()
+            campaign = await asyncio.wait_for(agi.get_variable(agivars.CAMPAIGN),
+                                              deadline - loop.time())
         number = headers.get("agi_arg_1", "").strip() or headers.get("agi_extension", "")
         masked = is_masked(headers)
-        req = Request(
+        return Request(
             dialled=number, at=self.clock(), campaign=campaign or None,
             caller_id=None if masked else headers.get("agi_callerid", "").strip(),
             masked=masked, record=True, source="agi",
             context=(("channel", headers.get("agi_channel", "")),
                      ("uniqueid", headers.get("agi_uniqueid", ""))),
         )
+
+    async def _decide(self, req: Request, deadline: float) -> Decision | None:
         if self._queued == 0 and self._store is not None and self._store.is_open:
             decision = self._check_inline(req)
             if decision is not None:
@@ -348,12 +358,6 @@ class FastAgiServer:
             if self._store is not None:
                 self._store.close()
                 self._store = None
-
-    def _timeout_decision(self, headers: dict[str, str]) -> Decision:
-        req = Request(dialled=headers.get("agi_arg_1", ""), at=self.clock(),
-                      campaign=headers.get("agi_arg_2", "") or None, source="agi")
-        return fault(self.config, req, SYS_TIMEOUT, "check exceeded server.request_timeout_s",
-                     logging.WARNING)
 
     async def _answer(self, agi: AgiChannel, d: Decision) -> None:
         """VERDICT goes last: a connection cut half-way never leaves an ALLOW
