@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import socket
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -230,9 +231,33 @@ def test_injected_caller_id_and_campaign_never_produce_extra_commands(config, st
     ("0", "0162000000", False), ("1", "0162000000", False), ("32", "0162000000", True),
     ("35", "0162000000", True), ("67", "0162000000", True), ("0", "", True),
     ("prohib", "0162000000", True), ("allowed", "0162000000", False), ("0", "anonymous", True),
+    ("0", "private", True), ("0", "Restricted", True), ("0", "unknown", True),
 ])
 def test_masked_detection(pres, callerid, masked):
     assert is_masked({"agi_callingpres": pres, "agi_callerid": callerid}) is masked
+
+
+def test_masked_words_are_the_rules_words():
+    """One list for the AGI header check and R-40: every word the rules call
+    masked is masked on the PBX path too."""
+    from sentinelle.core.model import MASKED_CALLER_IDS
+
+    assert "private" in MASKED_CALLER_IDS
+    for word in MASKED_CALLER_IDS:
+        assert is_masked({"agi_callingpres": "0", "agi_callerid": word.upper()})
+
+
+def test_private_caller_id_is_masked_on_the_pbx_path(config, store):
+    """`agi_callerid: private` is a withheld number: R-40, and the decision log
+    records the call as masked (no caller ID), not as a caller ID "private"."""
+    _consent(store, "+33612345678")
+
+    res = _one_call(config, headers_for("0612345678", callerid="private"))
+    assert res.verdict == "BLOCK"
+    assert "R-40" in res.variables.get("SENTINELLE_RULES", "").split(",")
+    (decision,) = store.timeline("+33612345678")["decisions"]
+    assert decision["caller_id"] is None
+    assert json.loads(decision["inputs"])["masked"] is True
 
 
 def test_classic_agi_on_stdin_stdout(config_path, store, tmp_path):

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sentinelle.core import calendar
 from sentinelle.core.model import (
+    MASKED_CALLER_IDS,
     PARIS,
     Call,
     Consent,
@@ -303,7 +304,7 @@ def _caller_id_findings(call: Call) -> list[_Finding]:
     if call.caller_id is None and not call.masked:
         return []  # not presented by the caller of the API: see `decide` notes
     raw = (call.caller_id or "").strip()
-    if call.masked or raw.lower() in ("", "anonymous", "unknown", "restricted", "private"):
+    if call.masked or not raw or raw.lower() in MASKED_CALLER_IDS:
         return [_Finding("R-40", "masked or anonymous caller ID")]
     try:
         number = parse_caller_id(raw)

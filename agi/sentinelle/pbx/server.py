@@ -43,7 +43,7 @@ from panoramisk.utils import parse_agi_result
 
 from sentinelle import logs
 from sentinelle.config import Config
-from sentinelle.core.model import Decision
+from sentinelle.core.model import MASKED_CALLER_IDS, Decision
 from sentinelle.core.rules import SYS_TIMEOUT
 from sentinelle.guard import Request, check, fault
 from sentinelle.pbx import channelvars as agivars
@@ -89,8 +89,8 @@ def is_masked(headers: dict[str, str]) -> bool:
         masked = (int(pres) & _PRES_MASK) != 0
     except ValueError:
         masked = pres.lower().startswith(("prohib", "unavail"))
-    return masked or headers.get("agi_callerid", "").strip().lower() in (
-        "", "unknown", "anonymous", "restricted")
+    callerid = headers.get("agi_callerid", "").strip().lower()
+    return masked or not callerid or callerid in MASKED_CALLER_IDS
 
 
 @dataclass
