@@ -51,6 +51,7 @@ from sentinelle.core.clock import Clock
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx.ari import AriClient, Event
 from sentinelle.store import Store, StoreError
+from sentinelle.store.handle import StoreHandle
 
 log = logging.getLogger("sentinelle.listener")
 
@@ -161,7 +162,7 @@ class Listener:
         self.refusals = 0
         self.outcomes = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinelle-ari")
-        self._store: Store | None = None
+        self._store = StoreHandle(config.store)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -173,13 +174,8 @@ class Listener:
 
     async def close(self) -> None:
         await self.client.aclose()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_store)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._store.close)
         self._executor.shutdown(wait=True)
-
-    def _close_store(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
     # -- the store, in its own thread (SQLite calls block) ------------------------
 
@@ -193,15 +189,9 @@ class Listener:
         error = ""
         for attempt in range(STORE_RETRIES):
             try:
-                if self._store is None:
-                    sc = self.config.store
-                    self._store = Store(sc.path, create=False, busy_timeout_ms=sc.busy_timeout_ms,
-                                        synchronous=sc.synchronous)
-                return fn(self._store)
+                return self._store.run(fn)
             except StoreError as exc:
                 error = str(exc)
-                if self._store is not None and not self._store.is_open:
-                    self._store = None
                 time.sleep(0.2 * (attempt + 1))
         logs.event(log, f"store write failed: {what}", logging.ERROR, error=error, **fields)
         return None

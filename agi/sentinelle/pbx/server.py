@@ -48,6 +48,7 @@ from sentinelle.core.rules import SYS_TIMEOUT
 from sentinelle.guard import Request, check, fault
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.store import Store, StoreBusy, StoreError
+from sentinelle.store.handle import StoreHandle
 
 log = logging.getLogger("sentinelle.fastagi")
 
@@ -110,20 +111,18 @@ class FastAgiServer:
         """`wal_autocheckpoint=0` when something else checkpoints the WAL
         (`sentinelle serve` runs a Checkpointer): no checkpoint in a check."""
         self.config = config
-        self.wal_autocheckpoint = wal_autocheckpoint
         self.clock = clock
         self.on_decision = on_decision
         self.stats = Stats()
         self._networks = [ipaddress.ip_network(a, strict=False) for a in config.server.allow]
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinelle-store")
-        self._store: Store | None = None
+        self._store = StoreHandle(config.store, wal_autocheckpoint=wal_autocheckpoint)
         self._server: asyncio.Server | None = None
         self._active: set[asyncio.Task[None]] = set()
         # Connections still waiting for their AGI headers, oldest first: at
         # the connection cap the oldest is evicted rather than the newcomer
         # refused, so idle sockets can never lock a real PBX request out.
         self._waiting: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
-        self._busy_ms: int | None = None
         # The connection is used by one thread at a time: the store worker, or
         # the event loop for a check taken inline (see _decide).
         self._conn_lock = threading.Lock()
@@ -278,7 +277,7 @@ class FastAgiServer:
         )
 
     async def _decide(self, req: Request, deadline: float) -> Decision | None:
-        if self._queued == 0 and self._store is not None and self._store.is_open:
+        if self._queued == 0 and self._store.is_open:
             decision = self._check_inline(req)
             if decision is not None:
                 return decision
@@ -300,18 +299,15 @@ class FastAgiServer:
         if not self._conn_lock.acquire(blocking=False):
             return None
         try:
-            store = self._store
-            if store is None or not store.is_open:
+            store = self._store.peek(busy_timeout_ms=0)
+            if store is None:
                 return None
-            if self._busy_ms != 0:
-                store.set_busy_timeout(0)
-                self._busy_ms = 0
             try:
                 decision = check(self.config, store, req, busy_raises=True)
             except StoreBusy:
                 return None
-            if not store.is_open:
-                self._store = None  # poisoned connection was dropped: reopen next time
+            finally:
+                self._store.heal()
             self.inline_checks += 1
             return decision
         finally:
@@ -329,35 +325,26 @@ class FastAgiServer:
         Returns None, without touching the store, when the request's deadline
         (time.monotonic) is too close: the caller answers SYS-TIMEOUT, and no
         attempt may be recorded for a call that was answered BLOCK."""
-        sc = self.config.store
-        wait_ms = sc.busy_timeout_ms
+        wait_ms = self.config.store.busy_timeout_ms
         if deadline is not None:
             budget_ms = int((deadline - time.monotonic() - WORKER_MARGIN_S) * 1000)
             if budget_ms <= 0:
                 return None
             wait_ms = min(budget_ms, wait_ms)
+        store: Store | None = None
         error = None
-        if self._store is None:
-            try:
-                self._store = Store(sc.path, create=False, busy_timeout_ms=wait_ms,
-                                    synchronous=sc.synchronous,
-                                    wal_autocheckpoint=self.wal_autocheckpoint)
-                self._busy_ms = wait_ms
-            except StoreError as exc:
-                error = str(exc)
-        elif wait_ms != self._busy_ms:
-            self._store.set_busy_timeout(wait_ms)
-            self._busy_ms = wait_ms
-        decision = check(self.config, self._store, req, store_error=error)
-        if self._store is not None and not self._store.is_open:
-            self._store = None  # poisoned connection was dropped: reopen next time
-        return decision
+        try:
+            store = self._store.get(wait_ms)
+        except StoreError as exc:
+            error = str(exc)
+        try:
+            return check(self.config, store, req, store_error=error)
+        finally:
+            self._store.heal()
 
     def _close_store(self) -> None:
         with self._conn_lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+            self._store.close()
 
     async def _answer(self, agi: AgiChannel, d: Decision) -> None:
         """VERDICT goes last: a connection cut half-way never leaves an ALLOW
