@@ -15,7 +15,8 @@ import pytest
 from fakeasterisk import call, headers_for
 from sentinelle.config import Config
 from sentinelle.core.clock import frozen
-from sentinelle.pbx.server import FastAgiServer, ascii_safe, is_masked
+from sentinelle.pbx.agi import ascii_safe, is_masked
+from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import ConsentProof, Store
 
 PARIS = ZoneInfo("Europe/Paris")
