@@ -120,6 +120,11 @@ def attempt_id_of(value: Any) -> int | None:
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
+def channel_id_of(channel: Any) -> str:
+    """An event's channel id; "" (which no watched channel has) when absent."""
+    return str((channel or {}).get("id") or "")
+
+
 def event_time(event: Event) -> datetime:
     """Asterisk's own timestamp of the event (e.g. 2026-11-29T09:24:43.714+0000)."""
     raw = event.get("timestamp")
@@ -291,9 +296,10 @@ class Listener:
 
     def _state(self, event: Event, at: datetime) -> None:
         channel = event.get("channel") or {}
-        attempt_id = self.channels.get(channel.get("id"))
+        channel_id = channel_id_of(channel)
+        attempt_id = self.channels.get(channel_id)
         watch = self.watches.get(attempt_id) if attempt_id else None
-        if watch and channel.get("id") in watch.legs and channel.get("state") == "Up":
+        if watch and channel_id in watch.legs and channel.get("state") == "Up":
             self._answered(watch, at)
 
     @staticmethod
@@ -303,7 +309,7 @@ class Listener:
             watch.answered_at = at
 
     async def _dtmf(self, event: Event, at: datetime) -> None:
-        channel_id = (event.get("channel") or {}).get("id")
+        channel_id = channel_id_of(event.get("channel"))
         attempt_id = self.channels.get(channel_id)
         watch = self.watches.get(attempt_id) if attempt_id else None
         digit = str(event.get("digit", ""))
@@ -322,7 +328,7 @@ class Listener:
 
     async def _destroyed(self, event: Event, at: datetime) -> None:
         channel = event.get("channel") or {}
-        channel_id = channel.get("id")
+        channel_id = channel_id_of(channel)
         attempt_id = self.channels.pop(channel_id, None)
         watch = self.watches.get(attempt_id) if attempt_id else None
         if watch is None:
