@@ -257,16 +257,16 @@ class Listener:
         payload = event.get("userevent") or {}
         channel_id = (event.get("channel") or {}).get("id")
         if name == agivars.EVENT_ATTEMPT:
-            attempt_id = attempt_id_of(payload.get("attempt"))
+            attempt_id = attempt_id_of(payload.get(agivars.FIELD_ATTEMPT))
             if attempt_id and channel_id:
                 orphan = self._bind_origin(channel_id, attempt_id)
                 if orphan is not None:
                     await self._finish(orphan, at)
         elif name == agivars.EVENT_DISPOSITION:
-            attempt_id = attempt_id_of(payload.get("attempt"))
+            attempt_id = attempt_id_of(payload.get(agivars.FIELD_ATTEMPT))
             if attempt_id is None and channel_id:
                 attempt_id = self.channels.get(channel_id)
-            code = str(payload.get("code", "")).strip().lower()
+            code = str(payload.get(agivars.FIELD_CODE, "")).strip().lower()
             if attempt_id is None:
                 logs.event(log, "disposition without an attempt id: ignored", logging.WARNING,
                            code=code, channel=channel_id)
