@@ -24,7 +24,7 @@ Target: >= 2,000 checks/s on 2 cores.
 
 Also a helper for bench_pbx.py: `--serve-instrumented` runs the exact
 `serve` code path (sentinelle.service.run) with a timing hook around
-FastAgiServer._serve and _check_in_worker, and dumps service-side times.
+FastAgiServer._serve and _run_in_worker, and dumps service-side times.
 """
 
 from __future__ import annotations
@@ -374,8 +374,8 @@ async def classic_load(setup: Setup, pairs: list[tuple[str, str]], concurrency: 
 
 VARIANTS = {
     "": "as shipped",
-    "skip-empty": "_answer sends only non-empty variables (+ VERDICT last); the dialplan "
-                  "cleared them before the AGI",
+    "skip-empty": "the check route's answer sends only non-empty variables (+ VERDICT last); "
+                  "the dialplan cleared them before the AGI",
     "inline": "the check runs on the event loop thread (no executor hop)",
     "switch": "sys.setswitchinterval(0.0005) (GIL hand-over 10x sooner)",
     "nolog": "no INFO decision line on stderr (sizing only: the store keeps the evidence)",
@@ -385,6 +385,7 @@ VARIANTS = {
 def apply_variant(names: str) -> None:
     """Experimental monkeypatches, to size a suggested patch (never shipped)."""
     from sentinelle.pbx import channelvars as agivars
+    from sentinelle.pbx.routes import check as check_route
     from sentinelle.pbx.server import FastAgiServer
 
     for name in filter(None, names.split("+")):
@@ -396,8 +397,8 @@ def apply_variant(names: str) -> None:
             import sentinelle.guard as guard
             guard._emit = lambda d, req: None
         elif name == "inline":
-            async def _decide_inline(self: Any, *args: Any,
-                                     _orig: Any = FastAgiServer._decide) -> Any:
+            async def _run_store_inline(self: Any, *args: Any,
+                                        _orig: Any = FastAgiServer.run_store) -> Any:
                 loop = asyncio.get_running_loop()
 
                 def run_now(executor: Any, fn: Any, *args: Any) -> asyncio.Future[Any]:
@@ -410,9 +411,9 @@ def apply_variant(names: str) -> None:
 
                 loop.run_in_executor = run_now  # type: ignore[method-assign]
                 return await _orig(self, *args)
-            FastAgiServer._decide = _decide_inline  # type: ignore[method-assign]
+            FastAgiServer.run_store = _run_store_inline  # type: ignore[method-assign]
         elif name == "skip-empty":
-            async def _answer(self: Any, agi: Any, d: Any) -> None:
+            async def _answer(agi: Any, d: Any) -> None:
                 reason = d.reasons[0] if d.reasons else (d.notes[0] if d.notes else "")
                 for var, value in ((agivars.RULES, ",".join(d.rules)), (agivars.REASON, reason),
                                    (agivars.RETRY_AT, d.retry_at.isoformat() if d.retry_at else ""),
@@ -421,7 +422,7 @@ def apply_variant(names: str) -> None:
                         await agi.set_variable(var, value)
                 await agi.set_variable(agivars.VERDICT,
                                        agivars.ALLOW if d.allowed else agivars.BLOCK)
-            FastAgiServer._answer = _answer  # type: ignore[method-assign]
+            check_route.answer = _answer
 
 
 def serve_variant(config_path: str, at: str) -> None:
@@ -440,16 +441,19 @@ def serve_instrumented(config_path: str, at: str, out: str) -> None:
     """The `sentinelle serve` code path plus per-phase timing of each FastAGI
     connection; times go to `out` (JSON) at shutdown. Phases:
     serve (FastAgiServer._serve: headers -> last SET VARIABLE answered),
-    headers (read_headers), decide_loop (_decide as the event loop sees it:
-    executor queue + hand-overs + decision), decide (_check_in_worker in the
-    store thread), queue (submit -> store thread starts), answer (_answer:
-    the SET VARIABLE round trips), command (one AGI command round trip).
+    headers (read_headers), decide_loop (run_store as the event loop sees it:
+    executor queue + hand-overs + decision), decide (_run_in_worker in the
+    store thread), queue (submit -> store thread starts), answer (the check
+    route's answer: the SET VARIABLE round trips), command (one AGI command
+    round trip).
     $BENCH_SERVE_VARIANT applies experimental patches (see VARIANTS)."""
     import sentinelle.pbx.server as fastagi
     from sentinelle import logs
     from sentinelle.config import load_config
     from sentinelle.core.clock import parse_instant
-    from sentinelle.pbx.server import AgiChannel, FastAgiServer
+    from sentinelle.pbx.agi import AgiChannel
+    from sentinelle.pbx.routes import check as check_route
+    from sentinelle.pbx.server import FastAgiServer
     from sentinelle.service.serve import run
 
     variant = os.environ.get("BENCH_SERVE_VARIANT", "")
@@ -468,8 +472,8 @@ def serve_instrumented(config_path: str, at: str, out: str) -> None:
                 t[name].append(now() - t0)
         return wrapper
 
-    orig_check = FastAgiServer._check_in_worker
-    orig_decide = FastAgiServer._decide
+    orig_check = FastAgiServer._run_in_worker
+    orig_decide = FastAgiServer.run_store
 
     def timed_check(self: Any, *args: Any, **kw: Any) -> Any:
         t0 = now()
@@ -499,10 +503,10 @@ def serve_instrumented(config_path: str, at: str, out: str) -> None:
             t["decide_loop_ns"].append(now() - t0)
             loop.run_in_executor = orig_rie  # type: ignore[method-assign]
 
-    FastAgiServer._check_in_worker = timed_check  # type: ignore[method-assign]
-    FastAgiServer._decide = decide  # type: ignore[method-assign]
+    FastAgiServer._run_in_worker = timed_check  # type: ignore[method-assign]
+    FastAgiServer.run_store = decide  # type: ignore[method-assign]
     FastAgiServer._serve = timed_async("serve_ns", FastAgiServer._serve)  # type: ignore[method-assign]
-    FastAgiServer._answer = timed_async("answer_ns", FastAgiServer._answer)  # type: ignore[method-assign]
+    check_route.answer = timed_async("answer_ns", check_route.answer)
     AgiChannel.command = timed_async("command_ns", AgiChannel.command)  # type: ignore[method-assign]
     fastagi.read_headers = timed_async("headers_ns", fastagi.read_headers)
     logs.setup("INFO")

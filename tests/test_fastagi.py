@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import socket
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -14,7 +15,8 @@ import pytest
 from fakeasterisk import call, headers_for
 from sentinelle.config import Config
 from sentinelle.core.clock import frozen
-from sentinelle.pbx.server import FastAgiServer, ascii_safe, is_masked
+from sentinelle.pbx.agi import ascii_safe, is_masked
+from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import ConsentProof, Store
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -230,9 +232,33 @@ def test_injected_caller_id_and_campaign_never_produce_extra_commands(config, st
     ("0", "0162000000", False), ("1", "0162000000", False), ("32", "0162000000", True),
     ("35", "0162000000", True), ("67", "0162000000", True), ("0", "", True),
     ("prohib", "0162000000", True), ("allowed", "0162000000", False), ("0", "anonymous", True),
+    ("0", "private", True), ("0", "Restricted", True), ("0", "unknown", True),
 ])
 def test_masked_detection(pres, callerid, masked):
     assert is_masked({"agi_callingpres": pres, "agi_callerid": callerid}) is masked
+
+
+def test_masked_words_are_the_rules_words():
+    """One list for the AGI header check and R-40: every word the rules call
+    masked is masked on the PBX path too."""
+    from sentinelle.core.model import MASKED_CALLER_IDS
+
+    assert "private" in MASKED_CALLER_IDS
+    for word in MASKED_CALLER_IDS:
+        assert is_masked({"agi_callingpres": "0", "agi_callerid": word.upper()})
+
+
+def test_private_caller_id_is_masked_on_the_pbx_path(config, store):
+    """`agi_callerid: private` is a withheld number: R-40, and the decision log
+    records the call as masked (no caller ID), not as a caller ID "private"."""
+    _consent(store, "+33612345678")
+
+    res = _one_call(config, headers_for("0612345678", callerid="private"))
+    assert res.verdict == "BLOCK"
+    assert "R-40" in res.variables.get("SENTINELLE_RULES", "").split(",")
+    (decision,) = store.timeline("+33612345678")["decisions"]
+    assert decision["caller_id"] is None
+    assert json.loads(decision["inputs"])["masked"] is True
 
 
 def test_classic_agi_on_stdin_stdout(config_path, store, tmp_path):
@@ -352,3 +378,41 @@ def test_serve_checkpoints_the_wal_off_the_check_path(config, tmp_path, monkeypa
     assert wal.stat().st_size < 256 * 1024 if wal.exists() else True
     with Store(cfg.store.path) as st:
         assert st.count("decisions") == 360
+
+
+def test_timeout_honours_a_fail_open_campaign_given_by_channel_variable(config, store,
+                                                                       monkeypatch):
+    """The campaign named by SENTINELLE_CAMPAIGN (AGI argument 2 empty) is the
+    call's campaign on every path: a check that misses its deadline answers
+    for that campaign too, so its fail_open choice is honoured (it used to be
+    dropped on the timeout path, which then answered for no campaign)."""
+    import threading
+
+    campaigns = dict(config.campaigns)
+    campaigns["promo"] = dataclasses.replace(campaigns["promo"], fail_open=True)
+    cfg = dataclasses.replace(config, campaigns=campaigns)
+    _consent(store, "+33612345678")
+    released = threading.Event()
+    slow_check = Store.check_and_record
+
+    def stuck(self, *args, **kwargs):  # a store that hangs past the request's deadline
+        released.wait(5)
+        return slow_check(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "check_and_record", stuck)
+
+    async def scenario():
+        srv = _serve(cfg, request_timeout_s=0.3)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for("0612345678", campaign=None),
+                              variables={"SENTINELLE_CAMPAIGN": "promo"}), srv.stats
+        finally:
+            released.set()
+            await srv.stop()
+
+    res, stats = run(scenario())
+    assert "GET VARIABLE SENTINELLE_CAMPAIGN" in res.commands
+    assert stats.timeouts == 1
+    assert res.verdict == "ALLOW" and res.variables.get("SENTINELLE_RULES", "") == ""
+    assert "SYS-TIMEOUT fail-open" in res.variables.get("SENTINELLE_REASON", "")

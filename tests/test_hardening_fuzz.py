@@ -40,7 +40,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sentinelle.pbx.server as fastagi
+import sentinelle.pbx.agi as agi
+import sentinelle.pbx.session as agi_session
 from fakeasterisk import headers_for
 from hardening_support import report
 from sentinelle.config import load_config, parse_config
@@ -153,14 +154,14 @@ def fuzz_server(tmp_path_factory, request):
     logger.addHandler(unexpected)
     saved_level = logger.level
     logger.setLevel(logging.INFO)
-    answer_min = fastagi.ANSWER_MIN_S
-    fastagi.ANSWER_MIN_S = 0.2  # silent peers cost 0.2 s per case instead of 1 s
+    answer_min = agi_session.ANSWER_MIN_S
+    agi_session.ANSWER_MIN_S = 0.2  # silent peers cost 0.2 s per case instead of 1 s
     try:
         with ServerThread(config) as srv:
             yield srv, unexpected
             stats = srv.server.stats
     finally:
-        fastagi.ANSWER_MIN_S = answer_min
+        agi_session.ANSWER_MIN_S = answer_min
         logger.removeHandler(unexpected)
         logger.setLevel(saved_level)
     COUNTS["log_lines_checked"] = unexpected.lines
@@ -447,8 +448,8 @@ def test_fuzz_agi_responses(fuzz_server, headers, responses, campaign_var):
         assert _is_ok(response), (f"server sent command {i + 2} after the error answer "
                                   f"{response!r}: {s.commands}")
     lines = blob.split(b"\n")
-    within_limits = (len(blob) + 1 <= fastagi.MAX_HEADER_BYTES and len(lines) <= fastagi.MAX_HEADER_LINES
-                     and all(len(line) < fastagi.MAX_LINE for line in lines))
+    within_limits = (len(blob) + 1 <= agi.MAX_HEADER_BYTES and len(lines) <= agi.MAX_HEADER_LINES
+                     and all(len(line) < agi.MAX_LINE for line in lines))
     routed = headers.get("agi_network_script", "").strip().strip("/") == "check"
     if within_limits and routed and all(_is_ok(r) for r in responses):  # missing answers are ok
         assert s.variables().get("SENTINELLE_VERDICT") in ("ALLOW", "BLOCK"), s.commands

@@ -258,3 +258,8 @@ class Decision:
         }
 
 
+# What a PBX or carrier puts in the caller ID when the number is withheld:
+# the AGI header check (pbx) and R-40 (rules) read the same list, so a call
+# masked this way is masked for both. Compared lowercased; an empty caller ID
+# counts as masked too.
+MASKED_CALLER_IDS = ("anonymous", "unknown", "restricted", "private")

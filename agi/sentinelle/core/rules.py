@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sentinelle.core import calendar
 from sentinelle.core.model import (
+    MASKED_CALLER_IDS,
     PARIS,
     Call,
     Consent,
@@ -418,7 +419,7 @@ def _caller_id_findings(call: Call) -> list[RuleState]:
     breaks R-41 and, being neither an NPV nor an authorisable non-mobile
     number, R-42 too."""
     raw = (call.caller_id or "").strip()
-    if call.masked or raw.lower() in ("", "anonymous", "unknown", "restricted", "private"):
+    if call.masked or not raw or raw.lower() in MASKED_CALLER_IDS:
         return [_blocks("R-40", "masked or anonymous caller ID")]
     try:
         number: Number | NumberError = parse_caller_id(raw)

@@ -1,6 +1,9 @@
-"""Names shared with the dialplan (dialplan/extensions_sentinelle.conf).
+"""Names shared with the dialplan (dialplan/*.conf).
 
-One place, so the Python side and the Asterisk side cannot drift apart.
+One place, so the Python side and the Asterisk side cannot drift apart:
+tests/test_dialplan_agreement.py parses the shipped dialplan and checks that
+every SENTINELLE_* variable, FastAGI route and user event it uses is here,
+and that every name here is used there or listed in PYTHON_ONLY.
 """
 
 # Channel variables sentinelle sets on the channel (read by the dialplan).
@@ -15,9 +18,22 @@ CAMPAIGN = "SENTINELLE_CAMPAIGN"
 
 ALLOW, BLOCK = "ALLOW", "BLOCK"
 
-# The FastAGI route (agi://host:port/check).
+# Dialplan globals only Asterisk reads: where the FastAGI service listens
+# (agi://host:port, the route is appended), and the example's campaign.
+AGI_URL = "SENTINELLE_AGI"
+DEFAULT_CAMPAIGN = "SENTINELLE_DEFAULT_CAMPAIGN"
+
+# The FastAGI routes (agi://host:port/<route>), registered in pbx/routes.
 ROUTE_CHECK = "check"
 
-# User events emitted by the dialplan and read by the ARI listener.
+# User events emitted by the dialplan and read by the ARI listener, and the
+# fields of their payload the listener reads.
 EVENT_ATTEMPT = "SentinelleAttempt"
 EVENT_DISPOSITION = "SentinelleDisposition"
+FIELD_ATTEMPT = "attempt"  # both events: the attempt id
+FIELD_CODE = "code"  # SentinelleDisposition: refused | do-not-call | callback | wrong-number
+
+# Names the Python side reads that the shipped dialplan does not use: a
+# site's dialplan sets SENTINELLE_CAMPAIGN when AGI argument 2 stays empty
+# (README, "Dialplan").
+PYTHON_ONLY = frozenset({CAMPAIGN})

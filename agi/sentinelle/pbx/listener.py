@@ -51,6 +51,7 @@ from sentinelle.core.clock import Clock
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx.ari import AriClient, Event
 from sentinelle.store import Store, StoreError
+from sentinelle.store.handle import StoreHandle
 
 log = logging.getLogger("sentinelle.listener")
 
@@ -119,6 +120,11 @@ def attempt_id_of(value: Any) -> int | None:
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
+def channel_id_of(channel: Any) -> str:
+    """An event's channel id; "" (which no watched channel has) when absent."""
+    return str((channel or {}).get("id") or "")
+
+
 def event_time(event: Event) -> datetime:
     """Asterisk's own timestamp of the event (e.g. 2026-11-29T09:24:43.714+0000)."""
     raw = event.get("timestamp")
@@ -161,7 +167,7 @@ class Listener:
         self.refusals = 0
         self.outcomes = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinelle-ari")
-        self._store: Store | None = None
+        self._store = StoreHandle(config.store)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -173,13 +179,8 @@ class Listener:
 
     async def close(self) -> None:
         await self.client.aclose()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_store)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._store.close)
         self._executor.shutdown(wait=True)
-
-    def _close_store(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
     # -- the store, in its own thread (SQLite calls block) ------------------------
 
@@ -193,15 +194,9 @@ class Listener:
         error = ""
         for attempt in range(STORE_RETRIES):
             try:
-                if self._store is None:
-                    sc = self.config.store
-                    self._store = Store(sc.path, create=False, busy_timeout_ms=sc.busy_timeout_ms,
-                                        synchronous=sc.synchronous)
-                return fn(self._store)
+                return self._store.run(fn)
             except StoreError as exc:
                 error = str(exc)
-                if self._store is not None and not self._store.is_open:
-                    self._store = None
                 time.sleep(0.2 * (attempt + 1))
         logs.event(log, f"store write failed: {what}", logging.ERROR, error=error, **fields)
         return None
@@ -262,16 +257,16 @@ class Listener:
         payload = event.get("userevent") or {}
         channel_id = (event.get("channel") or {}).get("id")
         if name == agivars.EVENT_ATTEMPT:
-            attempt_id = attempt_id_of(payload.get("attempt"))
+            attempt_id = attempt_id_of(payload.get(agivars.FIELD_ATTEMPT))
             if attempt_id and channel_id:
                 orphan = self._bind_origin(channel_id, attempt_id)
                 if orphan is not None:
                     await self._finish(orphan, at)
         elif name == agivars.EVENT_DISPOSITION:
-            attempt_id = attempt_id_of(payload.get("attempt"))
+            attempt_id = attempt_id_of(payload.get(agivars.FIELD_ATTEMPT))
             if attempt_id is None and channel_id:
                 attempt_id = self.channels.get(channel_id)
-            code = str(payload.get("code", "")).strip().lower()
+            code = str(payload.get(agivars.FIELD_CODE, "")).strip().lower()
             if attempt_id is None:
                 logs.event(log, "disposition without an attempt id: ignored", logging.WARNING,
                            code=code, channel=channel_id)
@@ -301,9 +296,10 @@ class Listener:
 
     def _state(self, event: Event, at: datetime) -> None:
         channel = event.get("channel") or {}
-        attempt_id = self.channels.get(channel.get("id"))
+        channel_id = channel_id_of(channel)
+        attempt_id = self.channels.get(channel_id)
         watch = self.watches.get(attempt_id) if attempt_id else None
-        if watch and channel.get("id") in watch.legs and channel.get("state") == "Up":
+        if watch and channel_id in watch.legs and channel.get("state") == "Up":
             self._answered(watch, at)
 
     @staticmethod
@@ -313,7 +309,7 @@ class Listener:
             watch.answered_at = at
 
     async def _dtmf(self, event: Event, at: datetime) -> None:
-        channel_id = (event.get("channel") or {}).get("id")
+        channel_id = channel_id_of(event.get("channel"))
         attempt_id = self.channels.get(channel_id)
         watch = self.watches.get(attempt_id) if attempt_id else None
         digit = str(event.get("digit", ""))
@@ -332,7 +328,7 @@ class Listener:
 
     async def _destroyed(self, event: Event, at: datetime) -> None:
         channel = event.get("channel") or {}
-        channel_id = channel.get("id")
+        channel_id = channel_id_of(channel)
         attempt_id = self.channels.pop(channel_id, None)
         watch = self.watches.get(attempt_id) if attempt_id else None
         if watch is None:

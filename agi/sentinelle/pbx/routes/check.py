@@ -1,0 +1,91 @@
+"""The `check` route: may this call be dialled?
+
+`AGI(agi://host:port/check,NUMBER,CAMPAIGN)` before every prospecting Dial.
+The answer is channel variables, VERDICT last; anything short of an explicit
+ALLOW makes the dialplan hang up with cause 21. A fault of sentinelle's own,
+a timeout included, is a SYS-* decision for the call's campaign: blocked,
+unless that campaign chose fail_open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from functools import partial
+
+from sentinelle.config import Config
+from sentinelle.core.model import Decision
+from sentinelle.core.rules import SYS_TIMEOUT
+from sentinelle.guard import Request, check, fault
+from sentinelle.pbx import agi
+from sentinelle.pbx import channelvars as agivars
+from sentinelle.pbx.agi import AgiChannel, AgiError, ascii_safe
+from sentinelle.pbx.session import Session
+from sentinelle.store import Store
+
+
+async def route(session: Session) -> None:
+    request = await read_request(session)
+    decision = await session.bounded(session.store(partial(_decide, session.config, request)))
+    if decision is None:  # the deadline passed, on the loop or in the store thread
+        decision = fault(session.config, request, SYS_TIMEOUT,
+                         "check exceeded server.request_timeout_s", logging.WARNING)
+    session.decided(decision)
+    await session.answer(answer(session.agi, decision))
+
+
+async def read_request(session: Session) -> Request:
+    """The campaign comes from AGI argument 2, else from the channel variable
+    (one GET VARIABLE, within the deadline)."""
+    campaign = session.headers.get(agi.ARG_2, "").strip()
+    if not campaign:
+        named = await session.bounded(session.agi.get_variable(agivars.CAMPAIGN))
+        if named is None:
+            raise AgiError("no campaign before the deadline")
+        campaign = named
+    return build_request(session.headers, campaign, session.clock())
+
+
+def build_request(headers: Mapping[str, str], campaign: str, at: datetime) -> Request:
+    """The call's Request, from the AGI headers: the only place they become
+    one, so the decision and a timeout answer for the same call agree (the
+    campaign, hence its fail_open choice, above all)."""
+    number = headers.get(agi.ARG_1, "").strip() or headers.get(agi.EXTENSION, "")
+    masked = agi.is_masked(headers)
+    return Request(
+        dialled=number, at=at, campaign=campaign or None,
+        caller_id=None if masked else headers.get(agi.CALLERID, "").strip(),
+        masked=masked, record=True, source="agi",
+        context=(("channel", headers.get(agi.CHANNEL, "")),
+                 ("uniqueid", headers.get(agi.UNIQUEID, ""))),
+    )
+
+
+def _decide(config: Config, request: Request, store: Store | None, error: str | None,
+            may_wait: bool) -> Decision:
+    return check(config, store, request, store_error=error, busy_raises=not may_wait)
+
+
+async def answer(channel: AgiChannel, decision: Decision) -> None:
+    """VERDICT goes last: a connection cut half-way never leaves an ALLOW
+    behind without the rest. The dialplan clears every SENTINELLE_*
+    variable before the AGI, so only non-empty values are sent: one round
+    trip per value instead of five per check."""
+    for name, value in answer_values(decision):
+        await channel.set_variable(name, value)
+
+
+def answer_values(d: Decision) -> list[tuple[str, str]]:
+    """The SET VARIABLEs for a decision, already made safe: the non-empty
+    ones (the dialplan cleared them all), then VERDICT, always, last."""
+    reason = d.reasons[0] if d.reasons else (d.notes[0] if d.notes else "")
+    out = []
+    for name, value in ((agivars.RULES, ",".join(d.rules)), (agivars.REASON, reason),
+                        (agivars.RETRY_AT, d.retry_at.isoformat() if d.retry_at else ""),
+                        (agivars.ATTEMPT, str(d.attempt_id or ""))):
+        safe = ascii_safe(value)
+        if safe.strip():
+            out.append((name, safe))
+    out.append((agivars.VERDICT, agivars.ALLOW if d.allowed else agivars.BLOCK))
+    return out

@@ -1,0 +1,98 @@
+"""A store connection that heals itself, for the long-running services.
+
+`sentinelle serve` and `listen` run for months beside Asterisk; the store
+under them may be missing at start, replaced, or hit a fault that makes the
+`Store` close its connection (it marks itself poisoned: `is_open` is False).
+A service must neither crash nor keep using a dead handle, and must recover
+by itself once the file is fixed. This handle opens the store lazily, drops
+one that the store marked poisoned and opens a fresh one next time; when the
+store cannot be opened, the caller gets the StoreError (its text is the
+reason of a fail-closed SYS-STORE decision).
+
+One user at a time: the FastAGI server serialises its callers under a lock,
+the ARI listener uses it from its one store thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from sentinelle.store import Store
+
+T = TypeVar("T")
+
+
+class StoreSettings(Protocol):
+    """Where the store is and how to open it (config.StoreConfig fits)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def busy_timeout_ms(self) -> int: ...
+
+    @property
+    def synchronous(self) -> str: ...
+
+
+class StoreHandle:
+    def __init__(self, settings: StoreSettings, *, wal_autocheckpoint: int | None = None) -> None:
+        """`wal_autocheckpoint` is passed to every Store opened (0 when
+        another thread checkpoints the WAL, see `Checkpointer`)."""
+        self.settings = settings
+        self.wal_autocheckpoint = wal_autocheckpoint
+        self.opened = 0  # stores opened so far: a reopen after a fault counts too
+        self._store: Store | None = None
+        self._busy_ms: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """A usable store is at hand without opening one."""
+        return self._store is not None and self._store.is_open
+
+    def get(self, busy_timeout_ms: int | None = None) -> Store:
+        """The store, opened now if needed. `busy_timeout_ms` (default: the
+        settings') is how long its statements wait for a lock; it is applied
+        only when it changes, since a PRAGMA per call is not free on the
+        FastAGI hot path. Raises StoreError when the store cannot be opened."""
+        wait_ms = self.settings.busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
+        store = self.peek(wait_ms)
+        if store is None:
+            store = Store(self.settings.path, create=False, busy_timeout_ms=wait_ms,
+                          synchronous=self.settings.synchronous,
+                          wal_autocheckpoint=self.wal_autocheckpoint)
+            self._store, self._busy_ms = store, wait_ms
+            self.opened += 1
+        return store
+
+    def peek(self, busy_timeout_ms: int | None = None) -> Store | None:
+        """The open store, or None: never opens one (opening may wait on a
+        lock or a migration, which the event loop must not)."""
+        self.heal()
+        store = self._store
+        if store is not None and busy_timeout_ms is not None and busy_timeout_ms != self._busy_ms:
+            store.set_busy_timeout(busy_timeout_ms)
+            self._busy_ms = busy_timeout_ms
+        return store
+
+    def run(self, fn: Callable[[Store], T], busy_timeout_ms: int | None = None) -> T:
+        """`fn(store)`, then drop the store if `fn` left it poisoned, whether
+        it returned or raised."""
+        try:
+            return fn(self.get(busy_timeout_ms))
+        finally:
+            self.heal()
+
+    def heal(self) -> None:
+        """Forget a store that closed itself after a fault: the next `get`
+        opens a fresh one rather than keep a poisoned connection."""
+        if self._store is not None and not self._store.is_open:
+            self._store = None
+            self._busy_ms = None
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+            self._busy_ms = None

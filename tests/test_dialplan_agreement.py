@@ -1,0 +1,115 @@
+"""The shipped dialplan and the Python side name the same things.
+
+Asterisk and sentinelle meet only through names: channel variables, the
+FastAGI route in the AGI() URL, the user events and their fields, the
+disposition codes. A name misspelt on one side fails silently (a verdict
+never read is a hang-up for every call; a user event nobody reads is a
+refusal never recorded), so this test parses dialplan/*.conf and holds it
+against pbx/channelvars.py, the route registry and the listener.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sentinelle.pbx import channelvars
+from sentinelle.pbx.listener import DISPOSITIONS
+from sentinelle.pbx.routes import ROUTES
+
+DIALPLAN = Path(__file__).resolve().parent.parent / "dialplan"
+PBX_SOURCES = Path(channelvars.__file__).parent
+
+_COMMENT = re.compile(r"(?<!\\);.*$")
+_VARIABLE = re.compile(r"(?<![A-Za-z0-9])_{0,2}(SENTINELLE_[A-Z0-9_]*[A-Z0-9])")
+_ROUTE = re.compile(r"AGI\((?:\$\{" + channelvars.AGI_URL + r"\}|h?agi://[^/,)]*)/([^,)]+)")
+_USEREVENT = re.compile(r"UserEvent\(([^,)]+)((?:,[^,)]*)*)\)")
+_VERDICT_TEST = re.compile(r'"\$\{' + channelvars.VERDICT + r'\}"\s*!?=\s*"([^"]*)"')
+_DISPOSITION = re.compile(r"Gosub\(sentinelle-disposition,s,1\(([^)]*)\)\)")
+
+
+def _code() -> str:
+    """The dialplan without its comments (they describe names, code uses them)."""
+    files = sorted(DIALPLAN.glob("*.conf"))
+    assert files, f"no dialplan in {DIALPLAN}"
+    return "\n".join(_COMMENT.sub("", line) for f in files for line in f.read_text().splitlines())
+
+
+def _constants(test: object) -> dict[str, str]:
+    return {name: value for name, value in vars(channelvars).items()
+            if name.isupper() and isinstance(value, str) and callable(test) and test(name, value)}
+
+
+CODE = _code()
+VARIABLES = _constants(lambda _n, v: v.startswith("SENTINELLE_"))
+ROUTE_NAMES = _constants(lambda n, _v: n.startswith("ROUTE_"))
+EVENTS = _constants(lambda n, _v: n.startswith("EVENT_"))
+FIELDS = _constants(lambda n, _v: n.startswith("FIELD_"))
+
+
+def _user_events() -> dict[str, set[str]]:
+    events: dict[str, set[str]] = {}
+    for name, args in _USEREVENT.findall(CODE):
+        fields = {arg.split(":", 1)[0].strip() for arg in args.split(",") if ":" in arg}
+        events.setdefault(name.strip(), set()).update(fields)
+    return events
+
+
+def test_the_parser_sees_the_dialplan() -> None:
+    """Guards the test itself: a regex that matches nothing would pass all below."""
+    assert {"SENTINELLE_VERDICT", "SENTINELLE_ATTEMPT", "SENTINELLE_AGI"} <= set(
+        _VARIABLE.findall(CODE))
+    assert _ROUTE.findall(CODE) and _user_events() and _VERDICT_TEST.findall(CODE)
+    assert _COMMENT.sub("", r"Log(a\;b) ; SENTINELLE_AGI in a comment") == r"Log(a\;b) "
+
+
+def test_every_dialplan_variable_is_a_constant() -> None:
+    unknown = set(_VARIABLE.findall(CODE)) - set(VARIABLES.values())
+    assert not unknown, f"SENTINELLE_* variables used by the dialplan but not in channelvars: {unknown}"
+
+
+@pytest.mark.parametrize("name", sorted(VARIABLES))
+def test_every_variable_constant_is_used_or_python_only(name: str) -> None:
+    value = VARIABLES[name]
+    used = value in set(_VARIABLE.findall(CODE))
+    assert used != (value in channelvars.PYTHON_ONLY), (
+        f"channelvars.{name} = {value!r}: " + ("used by the dialplan, yet listed in PYTHON_ONLY"
+                                                if used else "not used by the dialplan; "
+                                                "use it or list it in PYTHON_ONLY"))
+
+
+def test_routes_agree() -> None:
+    used = set(_ROUTE.findall(CODE))
+    constants = set(ROUTE_NAMES.values())
+    assert used <= constants, f"FastAGI routes in the dialplan but not in channelvars: {used - constants}"
+    assert constants <= used | channelvars.PYTHON_ONLY, f"routes never called: {constants - used}"
+    assert set(ROUTES) == constants, "pbx.routes.ROUTES and the channelvars.ROUTE_* names differ"
+
+
+def test_user_events_and_their_fields_agree() -> None:
+    events = _user_events()
+    assert set(events) == set(EVENTS.values()), (set(events), set(EVENTS.values()))
+    for event, fields in events.items():
+        assert channelvars.FIELD_ATTEMPT in fields, f"{event} carries no {channelvars.FIELD_ATTEMPT}"
+    assert channelvars.FIELD_CODE in events[channelvars.EVENT_DISPOSITION]
+    used = set().union(*events.values())
+    assert set(FIELDS.values()) <= used, set(FIELDS.values()) - used
+
+
+def test_the_verdict_the_dialplan_waits_for_is_the_one_sent() -> None:
+    assert set(_VERDICT_TEST.findall(CODE)) == {channelvars.ALLOW}
+
+
+def test_disposition_codes_agree() -> None:
+    assert set(_DISPOSITION.findall(CODE)) == DISPOSITIONS
+
+
+def test_pbx_code_names_channel_variables_through_channelvars() -> None:
+    """A literal "SENTINELLE_..." string in pbx/ code would bypass this test."""
+    literal = re.compile(r"""["']SENTINELLE_[A-Z_]+["']""")
+    offenders = [f"{path.name}: {m.group(0)}"
+                 for path in sorted(PBX_SOURCES.rglob("*.py")) if path.name != "channelvars.py"
+                 for m in literal.finditer(path.read_text())]
+    assert not offenders, offenders
