@@ -12,45 +12,7 @@ from sentinelle.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))  # fakeasterisk, pbx helpers
 
-CONFIG = """
-[store]
-path = "sentinelle.db"
-
-[policy]
-regime = "auto"
-consent_max_age_days = 365
-foreign = "block"
-
-[professionals.acme]
-caller_ids = ["0142000000"]
-
-[professionals.other]
-
-[campaigns.promo]
-professional = "acme"
-purpose = "prospecting"
-dialing = "automated"
-
-[campaigns.promo2]
-professional = "acme"
-
-[campaigns.manual]
-professional = "acme"
-dialing = "manual"
-
-[campaigns.press]
-professional = "acme"
-purpose = "press"
-
-[campaigns.service]
-professional = "acme"
-purpose = "service"
-
-[campaigns.elsewhere]
-professional = "other"
-"""
-
-NPV = "0162000000"  # an Arcep multi-purpose number: valid caller ID for automated dialing
+from testconfig import CONFIG
 
 
 @pytest.fixture
@@ -59,11 +21,9 @@ def config_path(tmp_path: Path) -> Path:
     path.write_text(CONFIG)
     return path
 
-
 @pytest.fixture
 def config(config_path: Path) -> Config:
     return load_config(str(config_path))
-
 
 @pytest.fixture
 def store(config: Config) -> Store:

@@ -218,7 +218,13 @@ def _mixed_lines(path: Path, lineno: int, buf: bytes, result: ImportResult, skip
 
 def _slow_line(path: Path, lineno: int, raw: bytes, result: ImportResult, skip_invalid: bool,
                buckets: list[array[int]], others: list[int]) -> None:
-    text = _text_line(path, lineno, raw)
+    try:
+        text = _text_line(path, lineno, raw)
+    except ImportRejected as exc:  # not a list at all: stop, naming the bad lines seen so far too
+        if skip_invalid:
+            raise
+        raise ImportRejected(str(path), [*result.skipped, *exc.errors][:MAX_REPORTED],
+                             total=result.invalid + len(exc.errors)) from None
     if not text or (lineno == 1 and not any(c.isdigit() for c in text)):
         return  # blank line or a header
     field0 = text.replace(";", ",").replace("\t", ",").split(",", 1)[0].strip()

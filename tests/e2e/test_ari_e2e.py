@@ -229,7 +229,7 @@ def test_agent_disposition_feature_code(env: Env, code: str, keys: str, rules: s
         assert env.pbx.call(number, caller_id=CALLER_ID, send_dtmf=keys, hold_ms=800).status == 200
     timeline = env.wait(number, lambda t: bool(t["refusals"]) and t["attempts"][0]["outcome"] is not None)
     (refusal,) = timeline["refusals"]
-    assert refusal["source"] == f"disposition:{code}"
+    assert refusal["source"] == f"fastagi disposition:{code}"  # recorded by the route, synchronously
     assert timeline["attempts"][0]["disposition"] == code
     assert len(timeline["optouts"]) == (1 if code == "do-not-call" else 0)
     exit_code, decision = env.check(number)

@@ -65,6 +65,8 @@ class FastAgi(socketserver.ThreadingTCPServer):
 
 
 def allow_all(env: dict[str, str]) -> dict[str, str]:
+    if env.get("agi_network_script") == "disposition":  # AGI(.../disposition,CODE,ATTEMPT)
+        return {"SENTINELLE_DISPOSITION": "OK"}
     return {"SENTINELLE_VERDICT": "ALLOW", "SENTINELLE_ATTEMPT": f"att-{env['agi_arg_1']}"}
 
 

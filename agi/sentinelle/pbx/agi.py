@@ -21,6 +21,7 @@ from sentinelle.core.model import MASKED_CALLER_IDS
 # The headers sentinelle reads (Asterisk sends a few more: agi_language, ...).
 ARG_1 = "agi_arg_1"  # AGI(...,NUMBER,CAMPAIGN): the dialled number
 ARG_2 = "agi_arg_2"  # the campaign, or empty (then the SENTINELLE_CAMPAIGN channel variable)
+# The disposition route: AGI(.../disposition,CODE,ATTEMPT) -- the same two arguments, read as such.
 EXTENSION = "agi_extension"  # the dialled number when argument 1 is missing
 CALLERID = "agi_callerid"
 CALLINGPRES = "agi_callingpres"

@@ -13,6 +13,10 @@ REASON = "SENTINELLE_REASON"  # short ASCII text
 RETRY_AT = "SENTINELLE_RETRY_AT"  # ISO 8601 or empty
 ATTEMPT = "SENTINELLE_ATTEMPT"  # attempt id, for the ARI listener
 
+# The disposition route's answer: OK (recorded) or ERROR (with REASON).
+DISPOSITION = "SENTINELLE_DISPOSITION"
+DISPOSITION_OK, DISPOSITION_ERROR = "OK", "ERROR"
+
 # Channel variable the dialplan may set instead of passing AGI argument 2.
 CAMPAIGN = "SENTINELLE_CAMPAIGN"
 
@@ -25,6 +29,7 @@ DEFAULT_CAMPAIGN = "SENTINELLE_DEFAULT_CAMPAIGN"
 
 # The FastAGI routes (agi://host:port/<route>), registered in pbx/routes.
 ROUTE_CHECK = "check"
+ROUTE_DISPOSITION = "disposition"  # an agent's refusal or disposition, recorded synchronously
 
 # User events emitted by the dialplan and read by the ARI listener, and the
 # fields of their payload the listener reads.

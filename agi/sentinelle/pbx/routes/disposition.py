@@ -1,0 +1,69 @@
+"""The `disposition` route: an agent's refusal or disposition, recorded now.
+
+`AGI(agi://host:port/disposition,CODE,ATTEMPT)` from the disposition feature
+codes (`*81`..`*84`) and the refusal code (`*9`), on the agent's channel.
+The refusal is in the store before the route answers, so it does not depend
+on the ARI listener being connected: Asterisk keeps no ARI event for an app
+that is not, and a refusal lost that way is a breach of R-31 on the next
+call. The answer is one channel variable, `SENTINELLE_DISPOSITION`: `OK`
+(recorded, or already recorded: the route is idempotent per attempt) or
+`ERROR` with `SENTINELLE_REASON`; the dialplan plays a confirmation or an
+error tone to the agent and logs a NOTICE on error.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import partial
+
+from sentinelle import facts, logs
+from sentinelle.config import Config
+from sentinelle.pbx import agi
+from sentinelle.pbx import channelvars as agivars
+from sentinelle.pbx.agi import ascii_safe
+from sentinelle.pbx.session import Session
+from sentinelle.store import Store, StoreError
+
+SOURCE = "fastagi"
+log = logging.getLogger("sentinelle.disposition")
+
+
+async def route(session: Session) -> None:
+    code = session.headers.get(agi.ARG_1, "").strip()
+    attempt = session.headers.get(agi.ARG_2, "").strip()
+    if not attempt:  # the dialplan passes ${SENTINELLE_ATTEMPT}; ask the channel otherwise
+        attempt = (await session.bounded(session.agi.get_variable(agivars.ATTEMPT))) or ""
+    outcome = await session.store(partial(_record, session.config, code, attempt,
+                                          session.clock()))
+    status, reason = outcome if outcome is not None else (
+        agivars.DISPOSITION_ERROR, "store busy past the request deadline")
+    logs.event(log, "disposition", code=ascii_safe(code, 32), attempt=attempt,
+               status=status, reason=reason, channel=session.headers.get(agi.CHANNEL, ""))
+    await session.answer(_answer(session, status, reason))
+
+
+def _record(config: Config, code: str, attempt: str, now: datetime, store: Store | None,
+            error: str | None, may_wait: bool) -> tuple[str, str]:
+    """(status, reason); never raises: an agent keying a refusal must hear
+    whether it counted."""
+    del may_wait  # a disposition may wait for the lock, within the deadline
+    if store is None:
+        return agivars.DISPOSITION_ERROR, f"store unavailable: {error or 'unknown'}"
+    if not attempt.isdigit():
+        return agivars.DISPOSITION_ERROR, "no attempt id on this channel (was the check run?)"
+    try:
+        result = facts.record_disposition(store, config, code=code, attempt_id=int(attempt),
+                                          source=SOURCE, at=now, now=now)
+    except facts.FactError as exc:
+        return agivars.DISPOSITION_ERROR, f"{exc.field}: {exc.message}"
+    except StoreError as exc:
+        return agivars.DISPOSITION_ERROR, f"store error: {exc}"
+    new = result.refusal is not None and result.refusal.new
+    return agivars.DISPOSITION_OK, f"{result.code.value} {'recorded' if new else 'kept'}"
+
+
+async def _answer(session: Session, status: str, reason: str) -> None:
+    """REASON first, the status last: a cut connection never leaves OK alone."""
+    await session.agi.set_variable(agivars.REASON, ascii_safe(reason))
+    await session.agi.set_variable(agivars.DISPOSITION, status)
