@@ -16,6 +16,13 @@ Scenarios (each on a fresh copy of the store and a fresh service):
   t0 = ${STRFTIME(,,%s.%6q)}, GoSub(sentinelle-check,...), t1, Hangup. The
   carrier is not involved; t1 - t0 is the AGI round trip seen by Asterisk
   (GoSub + Set()s + connect + headers + 5 SET VARIABLE round trips + close).
+- `classic`: as `check-only`, but the check is the classic per-call AGI:
+  Asterisk starts `sentinelle-agi`'s code (pbx/stdio.py, clock frozen as
+  the service's) for every call. Asterisk runs in a chroot without Python,
+  so the AGI is a two-line sh script that chroots back into the host's root
+  (bind-mounted by the harness, `Pbx(host_root=True)`) and runs the venv's
+  Python: that hop (sh + chroot exec, ~2 ms) is counted in the round trip.
+  CPU: the AGI processes' time is Asterisk's children's (reaped by it).
 - `outbound`: Local/<n>@bench-outbound, which only pushes a hangup handler
   and takes t0, then Goto(outbound,${EXTEN},1): the unchanged guarded
   [outbound] context of the harness (GoSub(sentinelle-check), then
@@ -77,6 +84,14 @@ callerid: ${{CALLERID(num)}},rules: ${{SENTINELLE_RULES}})
 
 [bench-check]
 exten => _[0-9+].,1,Set(CHANNEL(hangup_handler_push)=bench-hh,s,1)
+ same => n,Set(bench_t0={NOW})
+ same => n,GoSub(sentinelle-check,s,1(${{EXTEN}},${{campaign}}))
+ same => n,Set(bench_t1={NOW})
+ same => n,Hangup()
+
+[bench-classic]
+exten => _[0-9+].,1,Set(CHANNEL(hangup_handler_push)=bench-hh,s,1)
+ same => n,Set(SENTINELLE_AGI=/run/sentinelle/classic)
  same => n,Set(bench_t0={NOW})
  same => n,GoSub(sentinelle-check,s,1(${{EXTEN}},${{campaign}}))
  same => n,Set(bench_t1={NOW})
@@ -279,9 +294,45 @@ class Stub:
         self.proc.wait(10)
 
 
-def proc_cpu_s(pid: int) -> float:
+def proc_cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds of `pid`, or of its reaped children (cutime + cstime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    first = 13 if children else 11
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+# The classic AGI as Asterisk would start it, clock frozen like the service's.
+CLASSIC_AGI = """import sys
+from sentinelle import logs
+from sentinelle.config import load_config
+from sentinelle.core.clock import frozen, parse_instant
+from sentinelle.pbx.stdio import run
+logs.setup("WARNING")
+sys.exit(run(load_config(None), frozen(parse_instant({frozen!r}))))
+"""
+
+
+class Classic:
+    """No service: the `check` AGI script in the PBX's run dir chroots back
+    to the host and runs the classic AGI, one process per call."""
+
+    def __init__(self, setup: Setup, pbx: Pbx) -> None:
+        self.pbx = pbx
+        program = setup.workdir / "classic_agi.py"
+        program.write_text(CLASSIC_AGI.format(frozen=FROZEN))
+        script = pbx.run_dir / "classic" / "check"
+        script.parent.mkdir(exist_ok=True)
+        script.write_text("#!/bin/sh\n"
+                          f"exec /usr/sbin/chroot /run/sentinelle/host /usr/bin/env -i "
+                          f"SENTINELLE_CONFIG={setup.config} {PYTHON} {program} \"$@\"\n")
+        script.chmod(0o755)
+
+    def cpu_s(self) -> float:
+        assert self.pbx.proc is not None
+        return proc_cpu_s(self.pbx.proc.pid, children=True)
+
+    def stop(self) -> None:
+        pass
 
 
 def service_times(data: dict[str, Any]) -> dict[str, Any]:
@@ -294,9 +345,9 @@ def run_scenario(pbx: Pbx, setup: Setup, tmp: Path, name: str, context: str,
     setup.fresh_store()
     times = tmp / f"service-times-{name}.json"
     stub = name.startswith("stub")
-    svc: Service | Stub = (Stub(setup, name) if stub else
-                           Service(setup, tmp / f"serve-{name}.log", instrumented=times,
-                                   variant=variant))
+    svc: Service | Stub | Classic = (
+        Stub(setup, name) if stub else Classic(setup, pbx) if name == "classic" else
+        Service(setup, tmp / f"serve-{name}.log", instrumented=times, variant=variant))
     pairs = setup.pairs()
     try:
         # warm-up (not counted): imports, calendars, page cache, Asterisk modules
@@ -317,7 +368,7 @@ def run_scenario(pbx: Pbx, setup: Setup, tmp: Path, name: str, context: str,
     finally:
         svc.stop()
     r["scenario"] = name + (f"@{rate:g}/s" if rate else "")
-    if stub:
+    if stub or name == "classic":
         r["service"] = {"serve": None, "decide": None}
         return r
     # the service-side samples include the warm-up's: drop them (per connection,
@@ -367,8 +418,9 @@ def main() -> None:
     ap.add_argument("--duration", type=float)
     ap.add_argument("--concurrency", type=int)
     ap.add_argument("--scenarios",
-                    help="check-only, outbound (sentinelle); stub5, stub2 (a stub responder "
-                         "answering 5 or 2 SET VARIABLE: the Asterisk floor)")
+                    help="check-only, outbound (sentinelle); classic (the per-call AGI); "
+                         "stub5, stub2 (a stub responder answering 5 or 2 SET VARIABLE: "
+                         "the Asterisk floor)")
     ap.add_argument("--rates", help="comma-separated origination rate limits in calls/s, "
                                     "0 = unpaced (as fast as N in flight allow)")
     ap.add_argument("--quiet-asterisk", action="store_true",
@@ -396,7 +448,8 @@ def main() -> None:
     try:
         setup = Setup(tmp, size["pool"], size["campaigns"])
         pbx = Pbx(agi_url=f"agi://127.0.0.1:{setup.port}", campaign=setup.campaigns[0],
-                  run_dir=tmp / "pbx", extra_dialplan=EXTRA_DIALPLAN)
+                  run_dir=tmp / "pbx", extra_dialplan=EXTRA_DIALPLAN,
+                  host_root="classic" in size["scenarios"].split(","))
         if args.quiet_asterisk:
             logger = pbx.etc_dir / "logger.conf"
             logger.write_text(logger.read_text().replace(",verbose(3)", ""))
@@ -407,7 +460,7 @@ def main() -> None:
         print(f"asterisk up in {time.monotonic() - t0:.1f} s "
               f"(AMI {pbx.ami_port}, SIP {pbx.sip_port}, run dir {pbx.run_dir})")
         scenarios = {"check-only": "bench-check", "outbound": "bench-outbound",
-                     "stub5": "bench-check", "stub2": "bench-check"}
+                     "stub5": "bench-check", "stub2": "bench-check", "classic": "bench-classic"}
         for name in size["scenarios"].split(","):
             for rate in (float(x) for x in size["rates"].split(",")):
                 carrier = pbx.carrier(response=486) if name == "outbound" else None
@@ -424,6 +477,8 @@ def main() -> None:
         summary = []
         for r in results:
             rt = r["agi_round_trip_asterisk"] or r["service"]["serve"]
+            if rt is None:  # no check came back: see the verdicts
+                continue
             summary.append({
                 "scenario": r["scenario"], "checks_per_s": r["checks_per_s"],
                 "round_trip_source": "asterisk" if r["agi_round_trip_asterisk"] else "service",

@@ -60,6 +60,9 @@ def test_allowed_call_is_recorded_and_verdict_set_last(config, store):
     assert store.attempt(attempt)["e164"] == "+33612345678"
     assert res.commands[-1].startswith("SET VARIABLE SENTINELLE_VERDICT")
     assert store.count("decisions") == 1
+    # issue #10 item 6: the service's decisions say they came through FastAGI
+    (decision,) = store.timeline("+33612345678")["decisions"]
+    assert decision["source"] == "fastagi"
 
 
 def test_blocked_without_consent_sets_rule_and_no_attempt(config, store):
@@ -279,6 +282,8 @@ def test_classic_agi_on_stdin_stdout(config_path, store, tmp_path):
     assert lines[-1] == 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"', r.stderr
     assert lines[-2] == 'SET VARIABLE SENTINELLE_ATTEMPT "1"'
     assert store.count("attempts") == 1
+    (decision,) = store.timeline("+33612345678")["decisions"]
+    assert decision["source"] == "agi"
 
 
 def test_fail_open_campaign_allows_on_store_fault_but_not_on_law(config, tmp_path):

@@ -25,7 +25,7 @@ def test_allowed_call_reaches_carrier_and_is_recorded(service, pbx):
     history = service.cli("history", NUMBER, "--json").stdout
     assert '"attempts": [{' in history
     [decision] = service.decisions()
-    assert decision["verdict"] == "allow" and decision["source"] == "agi"
+    assert decision["verdict"] == "allow" and decision["source"] == "fastagi"
     assert decision["caller_id"] == "0162000000" and decision["attempt"] == 1
 
 

@@ -919,6 +919,7 @@ class Pbx:
         agents: int = 20,
         extra_dialplan: str = "",
         debug: bool = False,
+        host_root: bool = False,
     ) -> None:
         self.root = ensure_root(Path(root) if root else None)
         self.agi_url = agi_url
@@ -926,6 +927,11 @@ class Pbx:
         self.agents = agents
         self.extra_dialplan = extra_dialplan
         self.debug = debug
+        # The host's root file system (without its submounts) at
+        # /run/sentinelle/host in the chroot: a classic AGI script can then
+        # chroot back into it and run the host's venv (bench_pbx's `classic`).
+        # chroot(2) needs root: Asterisk then keeps running as root.
+        self.host_root = host_root
         self.run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="sentinelle-pbx-"))
         self.etc_dir = self.run_dir / "etc"
         self.log_dir = self.run_dir / "log"
@@ -1003,8 +1009,8 @@ astsbindir => /usr/sbin
 verbose = {verbose}
 debug = {1 if self.debug else 0}
 nocolor = yes
-runuser = asterisk
-rungroup = asterisk
+{"" if self.host_root else "runuser = asterisk"}
+{"" if self.host_root else "rungroup = asterisk"}
 documentation_language = en_US
 hideconnect = yes
 """,
@@ -1186,6 +1192,8 @@ congestion = 440/250,0/250
             return self
         t0 = time.monotonic()
         (self.root / CHROOT_RUN.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        if self.host_root:
+            (self.run_dir / "host").mkdir(exist_ok=True)
         # Name resolution inside the chroot must stay on loopback: its own
         # hosts file maps this host's name (Asterisk resolves it) to 127.0.0.1
         # and resolv.conf points at 127.0.0.1, so nothing ever queries the
@@ -1200,7 +1208,8 @@ congestion = 440/250,0/250
             'mount --bind "$2" "$1$3"; '
             'mount --bind "$2/chroot-etc/hosts" "$1/etc/hosts"; '
             'mount --bind "$2/chroot-etc/resolv.conf" "$1/etc/resolv.conf"; '
-            'exec chroot "$1" /usr/sbin/asterisk -f -n -C "$3/etc/asterisk.conf"'
+            + ('mount --bind / "$1$3/host"; ' if self.host_root else "")
+            + 'exec chroot "$1" /usr/sbin/asterisk -f -n -C "$3/etc/asterisk.conf"'
         )
         cmd = [
             "unshare",

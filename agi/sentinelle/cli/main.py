@@ -41,9 +41,12 @@ for command in (
 
 
 def agi_main() -> None:
-    """Console script `sentinelle-agi`: the config comes from $SENTINELLE_CONFIG
-    (set it in Asterisk's environment), since Asterisk's argv is the call's."""
-    main(["agi", "--", *sys.argv[1:]])
+    """The classic AGI without the command line: `sentinelle-agi` now runs
+    `sentinelle.pbx.stdio:main` directly (no click, ~5x faster to start);
+    kept for installs whose script still points here."""
+    from sentinelle.pbx.stdio import main as stdio_main
+
+    sys.exit(stdio_main())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ hand over to the service layer, where the loops live.
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -70,12 +71,10 @@ def agi_cmd(ctx: Ctx, at: datetime | None, agi_args: tuple[str, ...]) -> None:
     headers; the headers are what counts, argv is ignored. Same check as the
     FastAGI route; prefer `serve` (no process per call)."""
     del agi_args
-    import asyncio
-
     from sentinelle.core.clock import frozen
-    from sentinelle.pbx.server import serve_stdio
+    from sentinelle.pbx.stdio import run
 
-    asyncio.run(serve_stdio(ctx.config, frozen(at) if at else system_clock))
+    sys.exit(run(ctx.config, frozen(at) if at else system_clock))
 
 
 @click.command("listen")

@@ -21,21 +21,22 @@ from functools import lru_cache
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-import holidays
-
 from sentinelle.core.numbers import NumberError, Territory, parse
 
 __all__ = [
+    "SUBDIVISIONS",
     "TIMEZONES",
     "WINDOWS",
     "Where",
     "allowed_at",
+    "compute_days",
     "day_allowed",
     "holiday",
     "hours_allowed",
     "in_slot",
     "local_time",
     "next_allowed",
+    "preload",
     "territories",
     "territory_of",
     "zone_of",
@@ -121,12 +122,39 @@ def local_time(where: Where, instant: datetime) -> datetime:
     return instant.astimezone(_zone(where))
 
 
+# Every holiday calendar R-21 may consult: None is the national days alone.
+SUBDIVISIONS: tuple[str | None, ...] = (
+    None, "57", _CAUTIOUS, *sorted(set(_SUBDIV.values())))
+
+# Calendars handed in ready-made (`preload`), e.g. read from a cache file by
+# a per-call process that should not import `holidays` (~50 ms) nor build
+# them (~0.2 ms each) for every call. A year not preloaded is computed.
+_PRELOADED: dict[tuple[str | None, int], Mapping[date, str]] = {}
+
+
+def compute_days(subdiv: str | None, year: int) -> dict[date, str]:
+    """The public holidays of one subdivision and year, from `holidays`
+    (imported here, not at module level: a check that has its calendars
+    preloaded never pays for the import)."""
+    import holidays
+
+    france = holidays.country_holidays("FR", subdiv=subdiv, years=year, language=_LANGUAGE)
+    return {day: str(name) for day, name in france.items() if day.year == year}
+
+
+def preload(calendars: Mapping[tuple[str | None, int], Mapping[date, str]]) -> None:
+    """Use these calendars instead of computing them. The caller vouches
+    that they are what `compute_days` returns (see pbx.holiday_cache, which
+    checks versions and integrity before it calls this)."""
+    _PRELOADED.update(calendars)
+    _calendar.cache_clear()
+
+
 @lru_cache(maxsize=256)
-def _calendar(subdiv: str | None, year: int) -> holidays.HolidayBase:
+def _calendar(subdiv: str | None, year: int) -> Mapping[date, str]:
     # Building a calendar costs ~0.2 ms; one per (subdivision, year) is plenty.
-    france: holidays.HolidayBase = holidays.country_holidays(
-        "FR", subdiv=subdiv, years=year, language=_LANGUAGE)
-    return france
+    found = _PRELOADED.get((subdiv, year))
+    return found if found is not None else compute_days(subdiv, year)
 
 
 def _subdiv(territory: Territory, department: str | None, cautious_alsace: bool) -> str | None:

@@ -10,9 +10,12 @@ ASCII and unable to start a second one.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import stat
 import unicodedata
 from collections.abc import Mapping
+from typing import IO, Protocol
 
 from panoramisk.utils import parse_agi_result
 
@@ -92,10 +95,21 @@ async def read_headers(reader: asyncio.StreamReader) -> dict[str, str] | None:
     raise AgiError("too many AGI header lines")
 
 
+class LineWriter(Protocol):
+    """What the AGI dialogue needs of its output: an asyncio.StreamWriter, or
+    `FileWriter` when the classic AGI's stdout is a regular file."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class AgiChannel:
     """AGI commands on one connection, results parsed by panoramisk."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: LineWriter) -> None:
         self.reader = reader
         self.writer = writer
         # The command whose result is awaited: a deadline passing while it is
@@ -153,14 +167,72 @@ class AgiChannel:
         return ascii_safe(str(result[1]), 64).strip()
 
 
-async def stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+# A regular file on stdin is a recorded session, read whole; more than this
+# is no AGI session (headers are capped at 16 KiB, answers are a few lines).
+MAX_FILE_INPUT = 1024 * 1024
+
+
+class FileWriter:
+    """Blocking writes to a file descriptor the event loop cannot watch (a
+    regular file, /dev/null): such a write never waits for a reader, so
+    writing synchronously costs the loop nothing."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data)
+
+    async def drain(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+async def stdio_streams(stdin: IO[bytes] | None = None,
+                        stdout: IO[bytes] | None = None) -> tuple[asyncio.StreamReader, LineWriter]:
     """Classic AGI's transport: Asterisk runs one process per call and talks
-    over its stdin/stdout."""
+    over its stdin/stdout, which are pipes. asyncio's pipe transports refuse
+    anything else (a regular file: ValueError; /dev/null: epoll says EPERM),
+    yet `sentinelle agi < session.txt > answers.txt` is how an admin replays
+    a session: a file is read whole (it is all there already) and written
+    to with blocking writes. A closed stdin/stdout is an OSError."""
     import sys
 
+    for name, given, std in (("stdin", stdin, sys.stdin), ("stdout", stdout, sys.stdout)):
+        if given is None and std is None:
+            raise OSError(f"{name} is closed")
+    stdin = stdin if stdin is not None else sys.stdin.buffer
+    stdout = stdout if stdout is not None else sys.stdout.buffer
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_LINE)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    if _pollable(stdin.fileno()):
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+    else:
+        reader.feed_data(_read_file(stdin.fileno()))
+        reader.feed_eof()
+    if not _pollable(stdout.fileno()):
+        return reader, FileWriter(stdout)
     transport, protocol = await loop.connect_write_pipe(
-        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), sys.stdout)
+        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), stdout)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+def _pollable(fd: int) -> bool:
+    """Whether the event loop can watch `fd`: pipes, sockets and terminals;
+    not regular files, nor /dev/null (a character device epoll refuses)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
+
+
+def _read_file(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_FILE_INPUT:
+        chunk = os.read(fd, MAX_FILE_INPUT - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

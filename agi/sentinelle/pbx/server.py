@@ -41,7 +41,6 @@ from typing import TypeVar
 from sentinelle import logs
 from sentinelle.config import Config
 from sentinelle.core.model import Decision
-from sentinelle.pbx import channelvars
 from sentinelle.pbx.agi import (
     MAX_LINE,
     NETWORK_SCRIPT,
@@ -49,7 +48,6 @@ from sentinelle.pbx.agi import (
     AgiError,
     ascii_safe,
     read_headers,
-    stdio_streams,
 )
 from sentinelle.pbx.routes import ROUTES
 from sentinelle.pbx.session import Session, Stats, StoreWork
@@ -277,18 +275,3 @@ class FastAgiServer:
         finally:
             self._store.heal()
 
-
-async def serve_stdio(config: Config, clock: Callable[[], datetime]) -> Stats:
-    """Classic AGI: Asterisk spawns one process per call and talks over
-    stdin/stdout. Kept for sites that cannot run the service, and as the
-    baseline the FastAGI benchmark compares against; the same route answers."""
-    reader, writer = await stdio_streams()
-    server = FastAgiServer(config, clock)
-    try:
-        await server._serve(reader, writer, "stdio", route=channelvars.ROUTE_CHECK)
-    except (ConnectionError, AgiError, asyncio.IncompleteReadError) as exc:
-        logs.event(log, "AGI session dropped", logging.INFO, error=str(exc))
-    finally:
-        await server._close_store()
-        writer.close()
-    return server.stats

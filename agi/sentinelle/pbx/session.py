@@ -64,6 +64,9 @@ class Session:
     on_decision: Callable[[Decision, float], None] | None
     started: float  # event loop time the headers were in
     deadline: float  # event loop time by which the route must have decided
+    # Logged with each decision: "fastagi" (the service) or "agi" (a classic
+    # per-call AGI process), so an auditor can tell which path decided.
+    source: str = "fastagi"
 
     async def bounded(self, aw: Awaitable[T]) -> T | None:
         """`aw` until the request's deadline; None once it passed. An AGI

@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self, TypeVar
-from urllib.request import pathname2url
+from urllib.parse import quote as pathname2url  # what urllib.request's is on POSIX, minus its ~20 ms import
 
 from sentinelle.config import StoreConfig
 from sentinelle.store import schema

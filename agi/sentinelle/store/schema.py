@@ -14,8 +14,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import sqlite_utils
-
 from sentinelle.store.errors import StoreError
 from sentinelle.store.values import SLOT_NOTE
 
@@ -88,6 +86,11 @@ def upgrade(conn: sqlite3.Connection) -> None:
     version = stored_version(conn)
     if version == SCHEMA_VERSION:
         return
+    # Imported only to create or upgrade a store: sqlite_utils pulls numpy
+    # when it is installed (~100 ms), which a per-call AGI on an up-to-date
+    # store must not pay.
+    import sqlite_utils
+
     db = sqlite_utils.Database(conn)
     for name, spec in TABLES.items():
         table = db.table(name)

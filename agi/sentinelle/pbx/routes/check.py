@@ -44,10 +44,11 @@ async def read_request(session: Session) -> Request:
         if named is None:
             raise AgiError("no campaign before the deadline")
         campaign = named
-    return build_request(session.headers, campaign, session.clock())
+    return build_request(session.headers, campaign, session.clock(), session.source)
 
 
-def build_request(headers: Mapping[str, str], campaign: str, at: datetime) -> Request:
+def build_request(headers: Mapping[str, str], campaign: str, at: datetime,
+                  source: str = "fastagi") -> Request:
     """The call's Request, from the AGI headers: the only place they become
     one, so the decision and a timeout answer for the same call agree (the
     campaign, hence its fail_open choice, above all)."""
@@ -56,7 +57,7 @@ def build_request(headers: Mapping[str, str], campaign: str, at: datetime) -> Re
     return Request(
         dialled=number, at=at, campaign=campaign or None,
         caller_id=None if masked else headers.get(agi.CALLERID, "").strip(),
-        masked=masked, record=True, source="agi",
+        masked=masked, record=True, source=source,
         context=(("channel", headers.get(agi.CHANNEL, "")),
                  ("uniqueid", headers.get(agi.UNIQUEID, ""))),
     )
