@@ -31,6 +31,7 @@ from typing import Any
 
 from sentinelle.config import Config, ConfigError
 from sentinelle.core.clock import parse_instant, refuse_future, system_clock
+from sentinelle.core.model import BloctelKind
 from sentinelle.core.numbers import _OVERSEAS as _PLAN_OVERSEAS  # the one table of overseas prefixes
 from sentinelle.core.numbers import Kind, NumberError, parse
 from sentinelle.store import BLOCTEL_BATCH, Backend, ConsentProof, SnapshotShrinks, e164_int
@@ -110,7 +111,7 @@ def import_bloctel(
     transaction per BLOCTEL_BATCH, then switch snapshots atomically. A shrink
     under SHRINK_FLOOR (unless `allow_shrink`) is refused before phase 2 when
     the lines read already show it, else by the switch on the exact count."""
-    if kind not in ("opposed", "cleaned"):
+    if kind not in set(BloctelKind):
         raise ValueError(f"kind must be opposed or cleaned, got {kind!r}")
     result = ImportResult(0)
     buckets, others = _read_bloctel(path, result, skip_invalid, progress)

@@ -21,6 +21,7 @@ from sentinelle.cli.common import (
 )
 from sentinelle.config import ConfigError
 from sentinelle.core.clock import system_clock
+from sentinelle.core.model import BloctelKind
 from sentinelle.imports import ImportRejected, ImportResult, import_bloctel, import_csv
 
 
@@ -58,7 +59,8 @@ def _report(result: ImportResult, what: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @campaign_option()
 @click.option("--date", "snapshot_date", type=DAY, required=True, help="Date of the Bloctel answer.")
-@click.option("--kind", type=click.Choice(["opposed", "cleaned"]), default="opposed",
+@click.option("--kind", type=click.Choice([k.value for k in BloctelKind]),
+              default=BloctelKind.OPPOSED.value,
               show_default=True, help="opposed: numbers to block; cleaned: numbers callable.")
 @click.option("--skip-invalid", is_flag=True, help="Skip and report invalid lines instead of aborting.")
 @click.option("--allow-shrink", is_flag=True,

@@ -129,6 +129,26 @@ class Disposition(StrEnum):
     WRONG_NUMBER = "wrong-number"
 
 
+class BloctelKind(StrEnum):
+    """What a Bloctel answer lists: the opposed numbers (block those), or the
+    cleaned list (call only those). A kind read from the store that is
+    neither is kept as text and blocks (R-10 fails closed)."""
+
+    OPPOSED = "opposed"
+    CLEANED = "cleaned"
+
+
+class Outcome(StrEnum):
+    """What became of an attempt, as the listener (or an erasure) records it."""
+
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # ended while sentinelle could not see it
+    ERASED = "erased"  # minimal record kept after an erasure request
+
+
 class Verdict(StrEnum):
     ALLOW = "allow"
     BLOCK = "block"
@@ -150,7 +170,7 @@ class Bloctel:
     """The professional's current Bloctel snapshot and where the callee stands in it."""
 
     snapshot_date: date
-    kind: str  # "opposed": list of opposed numbers; "cleaned": list of callable numbers
+    kind: str  # a BloctelKind value; any other text is an unknown list, which blocks
     listed: bool
 
 

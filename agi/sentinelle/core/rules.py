@@ -20,6 +20,7 @@ from sentinelle.core import calendar
 from sentinelle.core.model import (
     MASKED_CALLER_IDS,
     PARIS,
+    BloctelKind,
     Call,
     Consent,
     Decision,
@@ -365,14 +366,14 @@ def _bloctel_state(call: Call, history: History, policy: Policy) -> RuleState:
     if age > policy.bloctel_max_age_days:
         return _blocks("R-10", f"Bloctel snapshot of {snap.snapshot_date} is stale "
                        f"({age} days > {policy.bloctel_max_age_days})")
-    if snap.kind not in ("opposed", "cleaned"):  # fail closed: never read an unknown list as clean
+    if snap.kind not in set(BloctelKind):  # fail closed: never read an unknown list as clean
         return _blocks("R-10", f"Bloctel snapshot of {snap.snapshot_date} has unknown kind "
                        f"{snap.kind!r}")
-    if snap.kind == "opposed" and snap.listed:
+    if snap.kind == BloctelKind.OPPOSED and snap.listed:
         return _blocks("R-10", f"on the Bloctel opposition list (snapshot {snap.snapshot_date})")
-    if snap.kind == "cleaned" and not snap.listed:
+    if snap.kind == BloctelKind.CLEANED and not snap.listed:
         return _blocks("R-10", f"not in the Bloctel-cleaned list of {snap.snapshot_date}")
-    where = ("not on the Bloctel opposition list" if snap.kind == "opposed"
+    where = ("not on the Bloctel opposition list" if snap.kind == BloctelKind.OPPOSED
              else "on the Bloctel-cleaned list")
     return RuleState("R-10", PASSES, f"{where} (snapshot {snap.snapshot_date}, {age} day(s) old)")
 

@@ -57,7 +57,7 @@ from zoneinfo import ZoneInfo
 
 from sentinelle.config import Config
 from sentinelle.core import calendar
-from sentinelle.core.model import PARIS, Policy, Purpose, Regime
+from sentinelle.core.model import PARIS, BloctelKind, Policy, Purpose, Regime
 from sentinelle.core.numbers import Number, NumberError, parse
 from sentinelle.store import Backend, Store
 from sentinelle.store.backend import AuditConsent, AuditSource
@@ -273,8 +273,9 @@ def _audit(view: AuditSource, config: Config, report: AuditReport) -> None:
                                      "from the call")
                 continue
             listed = view.listed(snap.id, e164)
-            if (snap.kind == "opposed" and listed) or (snap.kind == "cleaned" and not listed) \
-                    or snap.kind not in ("opposed", "cleaned"):
+            if (snap.kind == BloctelKind.OPPOSED and listed) \
+                    or (snap.kind == BloctelKind.CLEANED and not listed) \
+                    or snap.kind not in set(BloctelKind):
                 bad("R-10", aid, at, f"{snap.kind} snapshot of {snap.snapshot_date}, listed={listed}")
 
 

@@ -37,12 +37,12 @@ from typing import Any
 from sentinelle import __version__
 from sentinelle.config import Config
 from sentinelle.core import calendar
-from sentinelle.core.model import PARIS, Purpose
+from sentinelle.core.model import PARIS, Outcome, Purpose
 from sentinelle.core.numbers import Territory
 from sentinelle.core.rules import ATTEMPT_WINDOW, MAX_ATTEMPTS, RULES
 from sentinelle.store import Backend, ts
 
-OUTCOMES = ("answered", "busy", "no-answer", "failed", "unknown", "erased", "")
+OUTCOMES = (*(o.value for o in Outcome), "")  # "": not known yet
 OUTCOME_LABELS = {"": "not known yet", "erased": "erased (forget)"}
 BASES = ("consent (R-11)", "contract (R-10/R-11 exception)", "Bloctel checked (R-10)",
          "press (R-10/R-11 exempt)", "not prospecting", "decision purged or erased")
