@@ -7,6 +7,11 @@ burning CPU) depends on what Asterisk 22 actually emits for channels outside
 Stasis, which only the real thing shows. Never skipped: if Asterisk cannot
 run, `Pbx()` raises and these tests fail.
 
+The service records the ARI event stream it receives ($SENTINELLE_ARI_RECORD);
+the calls of a few scenarios are cut out of it and, with
+SENTINELLE_WRITE_ARI_FIXTURES=1, written to tests/fixtures/ari/ for the
+fast replay tests (tests/test_ari_replay.py).
+
 The service runs with a frozen clock (`serve --at`, a Tuesday 10:30 in
 Paris, inside the legal hours) because the tests may run on any day; under
 it the listener's instants tick on from the frozen one, so the follow-up
@@ -40,6 +45,8 @@ LATER = "2026-12-01T11:00:00+01:00"
 CONSENT_AT = "2026-11-02T10:00:00+01:00"
 CALLER_ID = "0162000000"  # Arcep NPV range: valid for automated dialing (R-42)
 SENTINELLE = str(Path(sys.executable).with_name("sentinelle"))
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ari"
+WRITE_FIXTURES = os.environ.get("SENTINELLE_WRITE_ARI_FIXTURES") == "1"
 # One fresh callee per test, each with a recorded consent (R-11, fr-2026).
 NUMBERS = {
     "answered": "0612340001",
@@ -66,6 +73,7 @@ class Env:
     serve: subprocess.Popen[bytes]
     serve_log: Path
     password: str
+    record: Path
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([SENTINELLE, "--config", str(self.config), *args], cwd=self.config.parent,
@@ -91,6 +99,32 @@ class Env:
             if time.monotonic() > deadline:
                 raise AssertionError(f"not reached for {number}: {timeline}\n{self.log_tail()}")
             time.sleep(0.05)
+
+    def call_events(self, number: str) -> list[dict[str, Any]]:
+        """The recorded events of the one call to `number`: those of the agent
+        channel that announced its attempt and of the channels it dialled."""
+        events = [json.loads(line) for line in self.record.read_text().splitlines()]
+        ids = {e["channel"]["id"] for e in events
+               if e.get("type") == "ChannelUserevent" and e.get("eventname") == "SentinelleAttempt"
+               and e.get("userevent", {}).get("number") == number}
+        assert len(ids) == 1, f"{len(ids)} calls announced for {number} in {self.record}"
+        ids |= {e["peer"]["id"] for e in events if e.get("type") == "Dial"
+                and e.get("caller", {}).get("id") in ids and e.get("peer", {}).get("id")}
+        return [e for e in events
+                if ids & {(e.get(k) or {}).get("id") for k in ("channel", "caller", "peer")}]
+
+    def keep_fixture(self, name: str, number: str) -> None:
+        """Once the call is over (its outcome recorded), cut its events out of
+        the recording; with SENTINELLE_WRITE_ARI_FIXTURES=1, save them as
+        tests/fixtures/ari/<name>.jsonl."""
+        self.wait(number, lambda t: bool(t["attempts"]) and t["attempts"][0]["outcome"] is not None)
+        events = self.call_events(number)
+        kinds = {e["type"] for e in events}
+        assert {"ChannelUserevent", "Dial", "ChannelDestroyed"} <= kinds, kinds
+        if WRITE_FIXTURES:
+            FIXTURES.mkdir(parents=True, exist_ok=True)
+            (FIXTURES / f"{name}.jsonl").write_text(
+                "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.serve_log.read_text(errors="replace").splitlines()[-lines:])
@@ -158,6 +192,7 @@ dtmf_gap_s = 3.0
     consents.write_text("number,campaign,given_at,source\n" + "".join(
         f"{n},promo,{CONSENT_AT},e2e web form\n" for n in NUMBERS.values()))
     serve_log = work / "serve.log"
+    record = work / "ari-events.jsonl"
     pbx.start()
     serve = None
     try:
@@ -167,8 +202,9 @@ dtmf_gap_s = 3.0
         with serve_log.open("wb") as out:
             serve = subprocess.Popen(
                 [SENTINELLE, "--config", str(config), "--log-level", "INFO", "serve", "--at", FROZEN],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=work)
-        e = Env(pbx, config, work / "sentinelle.db", serve, serve_log, pbx.ari_password)
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=work,
+                env={**os.environ, "SENTINELLE_ARI_RECORD": str(record)})
+        e = Env(pbx, config, work / "sentinelle.db", serve, serve_log, pbx.ari_password, record)
 
         def agi_up() -> bool:
             try:
@@ -201,6 +237,7 @@ def test_answered_call_records_outcome_times_and_cause(env: Env) -> None:
     at, answered, ended = (datetime.fromisoformat(attempt[k]) for k in ("at", "answered_at", "ended_at"))
     assert at <= answered < ended
     assert 0.3 < (ended - answered).total_seconds() < 5  # the call lasted ~600 ms
+    env.keep_fixture("answered", number)
 
 
 def test_dtmf_refusal_blocks_the_next_call(env: Env) -> None:
@@ -217,6 +254,7 @@ def test_dtmf_refusal_blocks_the_next_call(env: Env) -> None:
     assert (code, decision["verdict"]) == (1, "block")
     # R-11: the refusal revoked the consent (fr-2026), so no retry date either.
     assert {"R-31", "R-11"} <= set(decision["rules"]), decision
+    env.keep_fixture("answered-dtmf-refusal", number)
 
 
 @pytest.mark.parametrize(("code", "keys", "rules"), [
@@ -234,6 +272,7 @@ def test_agent_disposition_feature_code(env: Env, code: str, keys: str, rules: s
     assert len(timeline["optouts"]) == (1 if code == "do-not-call" else 0)
     exit_code, decision = env.check(number)
     assert exit_code == 1 and rules <= set(decision["rules"]), decision
+    env.keep_fixture(f"disposition-{code}", number)
 
 
 @pytest.mark.parametrize(("response", "outcome", "cause"), [(486, "busy", 17), (480, "no-answer", 19)])
@@ -248,6 +287,7 @@ def test_unanswered_call_outcome_still_counts(env: Env, response: int, outcome: 
     # Still an attempt for R-30: the decision log and the counter say so.
     timeline = env.timeline(number)
     assert [d["attempt_id"] for d in timeline["decisions"]] == [attempt["id"]]
+    env.keep_fixture(outcome, number)
 
 
 def test_asterisk_crash_and_restart(env: Env) -> None:

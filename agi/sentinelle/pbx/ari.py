@@ -41,6 +41,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from sentinelle import logs
+from sentinelle.pbx.recording import EventRecorder
 
 log = logging.getLogger("sentinelle.ari")
 # websockets logs handshake headers (Authorization included) at DEBUG: give it
@@ -139,6 +140,7 @@ class AriClient:
         open_timeout: float = 5.0,
         http_timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        recorder: EventRecorder | None = None,
     ) -> None:
         self.endpoint = Endpoint.parse(url, user, password)
         self.app = app
@@ -148,6 +150,7 @@ class AriClient:
         self.open_timeout = open_timeout
         self.http_timeout = http_timeout
         self._transport = transport
+        self.recorder = recorder  # every event received goes there first (tests/fixtures/ari)
         self._http: httpx.AsyncClient | None = None
         self._ws: ClientConnection | None = None
         self._stopping = asyncio.Event()
@@ -228,6 +231,8 @@ class AriClient:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self.recorder is not None:
+            self.recorder.close()
 
     async def run(self, on_event: EventHandler, on_connect: ConnectHandler | None = None) -> None:
         """Connect, set up, read events; on any disconnect wait and start again."""
@@ -312,6 +317,8 @@ class AriClient:
             return
         if not isinstance(event, dict):
             return
+        if self.recorder is not None:
+            self.recorder.write(event)
         try:
             await on_event(event)
         except asyncio.CancelledError:

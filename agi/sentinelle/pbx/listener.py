@@ -49,6 +49,7 @@ from sentinelle import logs
 from sentinelle.config import Config, validate_for_listening
 from sentinelle.core.clock import Clock
 from sentinelle.pbx import channelvars as agivars
+from sentinelle.pbx import recording
 from sentinelle.pbx.ari import AriClient, Event
 from sentinelle.store import Store, StoreError
 from sentinelle.store.handle import StoreHandle
@@ -159,7 +160,8 @@ class Listener:
         offset = (clock() - datetime.now(UTC)) if clock else timedelta(0)
         self.offset = offset if abs(offset) >= timedelta(seconds=1) else timedelta(0)
         self.client = client or AriClient(ari.url, ari.user, ari.password, ari.app,
-                                          allowed_events=ALLOWED_EVENTS)
+                                          allowed_events=ALLOWED_EVENTS,
+                                          recorder=recording.from_env())
         self.watches: dict[int, Watch] = {}
         self.channels: dict[str, int] = {}  # channel id -> attempt id
         self.connects = 0
