@@ -58,10 +58,11 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent / "tests"))
+sys.path.insert(0, str(BENCH.parent))  # tests.pbx
+from tests.pbx import Pbx  # noqa: E402
+
 from _common import fmt, percentiles, write_result  # noqa: E402
 from bench_fastagi import FROZEN, NPV, PYTHON, Service, Setup, provenance, system_busy_s  # noqa: E402
-from pbx import Pbx  # noqa: E402
 
 TARGET_P50_MS, TARGET_P99_MS, TARGET_CPS = 3.0, 10.0, 300
 

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # a script, not a test: tests.pbx from the repository root
 
-from pbx import Pbx, free_ports  # noqa: E402
+from tests.pbx import Pbx, free_ports  # noqa: E402
+
 from sentinelle.logs import read_events  # noqa: E402
 
 AT = "2026-12-01T10:30:00+01:00"

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from sentinelle.config import Config, load_config
 from sentinelle.store import Store
-
-sys.path.insert(0, str(Path(__file__).parent))  # fakeasterisk, pbx helpers
-
-from testconfig import CONFIG
+from tests.helpers.testconfig import CONFIG
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from sentinelle.config import validate_for_listening as validate
 from sentinelle.core.clock import frozen
 from sentinelle.pbx.listener import ALLOWED_EVENTS, Listener
 from sentinelle.store import Store, ts
-from test_ari_client import PASSWORD, USER, FakeAri, wait_until
+from tests.test_ari_client import PASSWORD, USER, FakeAri, wait_until
 
 T0 = datetime(2026, 11, 29, 9, 24, 42, tzinfo=UTC)
 E164 = "+33612345678"

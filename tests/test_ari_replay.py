@@ -27,7 +27,7 @@ from sentinelle.pbx import recording
 from sentinelle.pbx.ari import AriClient
 from sentinelle.pbx.listener import ALLOWED_EVENTS, Listener
 from sentinelle.store import Store, ts
-from test_ari_client import PASSWORD, USER, FakeAri, wait_until
+from tests.test_ari_client import PASSWORD, USER, FakeAri, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ari"
 

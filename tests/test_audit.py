@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from evidence_helpers import NPV, PARIS, call, invoker
 from sentinelle.core.model import Call
 from sentinelle.core.numbers import parse
 from sentinelle.core.rules import decide
 from sentinelle.store import ConsentProof, Store
+from tests.helpers.evidence_helpers import NPV, PARIS, call, invoker
 
 AGI = Path(__file__).resolve().parent.parent / "agi" / "sentinelle"
 NUMBER, E164 = "0612345678", "+33612345678"

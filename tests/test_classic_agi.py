@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from fakeasterisk import headers_for
 from sentinelle.core import calendar
 from sentinelle.pbx import holiday_cache
 from sentinelle.store import ConsentProof, Store
+from tests.helpers.fakeasterisk import headers_for
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)

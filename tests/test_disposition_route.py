@@ -10,11 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from fakeasterisk import call, headers_for
 from sentinelle.config import Config
 from sentinelle.core.clock import frozen
 from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import ConsentProof, Store
+from tests.helpers.fakeasterisk import call, headers_for
 
 PARIS = ZoneInfo("Europe/Paris")
 TUESDAY = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)

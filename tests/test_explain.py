@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from evidence_helpers import NPV, PARIS, call, invoker
 from sentinelle.store import ConsentProof
+from tests.helpers.evidence_helpers import NPV, PARIS, call, invoker
 
 NUMBER = "0612345678"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from evidence_helpers import PARIS, call, invoker, populate
 from sentinelle.evidence.export import COLUMNS
 from sentinelle.store import ConsentProof, Store
+from tests.helpers.evidence_helpers import PARIS, call, invoker, populate
 
 DOC = Path(__file__).parent.parent / "README.md"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$")

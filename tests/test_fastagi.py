@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from fakeasterisk import call, headers_for
 from sentinelle.config import Config
 from sentinelle.core.clock import frozen
 from sentinelle.pbx.agi import ascii_safe, is_masked
 from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import ConsentProof, Store
+from tests.helpers.fakeasterisk import call, headers_for
 
 PARIS = ZoneInfo("Europe/Paris")
 TUESDAY = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)

@@ -34,8 +34,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hardening_support import Probe, Serve, median, probe, report, scaled, sentinelle_exe
 from sentinelle.store import ConsentProof, Store
+from tests.helpers.hardening_support import Probe, Serve, median, probe, report, scaled, sentinelle_exe
 
 PARIS = ZoneInfo("Europe/Paris")
 GIVEN = datetime(2026, 11, 1, 10, 0, tzinfo=PARIS)

@@ -42,8 +42,6 @@ from hypothesis import strategies as st
 
 import sentinelle.pbx.agi as agi
 import sentinelle.pbx.session as agi_session
-from fakeasterisk import headers_for
-from hardening_support import report
 from sentinelle.config import load_config, parse_config
 from sentinelle.core.clock import frozen
 from sentinelle.core.numbers import Kind, NumberError, parse
@@ -52,6 +50,8 @@ from sentinelle.imports import ImportRejected, bloctel_number, import_bloctel, i
 from sentinelle.logs import JsonFormatter
 from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import Store, e164_int
+from tests.helpers.fakeasterisk import headers_for
+from tests.helpers.hardening_support import report
 
 PARIS = ZoneInfo("Europe/Paris")
 TUESDAY = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)

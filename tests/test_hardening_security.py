@@ -36,7 +36,6 @@ from typing import ClassVar
 
 import pytest
 
-from hardening_support import REPO, Serve, free_port, probe, sentinelle_exe
 from sentinelle.config import (
     ConfigError,
     load_config,
@@ -44,6 +43,7 @@ from sentinelle.config import (
     permission_warnings,
     validate_for_serving,
 )
+from tests.helpers.hardening_support import REPO, Serve, free_port, probe, sentinelle_exe
 
 AGI = REPO / "agi"
 UNIT = REPO / "deploy" / "sentinelle.service"

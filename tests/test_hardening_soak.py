@@ -33,12 +33,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hardening_support import report, scaled
 from sentinelle.config import load_config
 from sentinelle.core.numbers import Kind, NumberError, parse
 from sentinelle.evidence.audit import audit, audit_path
 from sentinelle.guard import Request, check
 from sentinelle.store import ConsentProof, Store, e164_int, ts
+from tests.helpers.hardening_support import report, scaled
 
 PARIS = ZoneInfo("Europe/Paris")
 START = datetime(2026, 7, 1, 6, 0, tzinfo=UTC)  # fr-2023, Bloctel snapshot of 2026-07-01

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from hardening_support import sentinelle_exe
-from http_support import TOKENS, HttpServe, consent_body, http_service
+from tests.helpers.hardening_support import sentinelle_exe
+from tests.helpers.http_support import TOKENS, HttpServe, consent_body, http_service
 
 
 @pytest.fixture(scope="module")

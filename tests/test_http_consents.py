@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from http_support import NPV, consent_body, http_service
+from tests.helpers.http_support import NPV, consent_body, http_service
 
 
 @pytest.fixture(scope="module")

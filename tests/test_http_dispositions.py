@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from http_support import FROZEN, NPV, TOKENS, consent_body, http_service
 from sentinelle import logs
+from tests.helpers.http_support import FROZEN, NPV, TOKENS, consent_body, http_service
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from http_support import TOKENS, consent_body, http_service
 from sentinelle.http.openapi import spec
+from tests.helpers.http_support import TOKENS, consent_body, http_service
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 EXAMPLES = int(os.environ.get("SENTINELLE_SCHEMA_EXAMPLES", "20"))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from http_support import FROZEN, NPV, consent_body, http_service
+from tests.helpers.http_support import FROZEN, NPV, consent_body, http_service
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from fakeasterisk import call, headers_for
 from sentinelle.service.metrics import METRIC_NAMES
+from tests.helpers.fakeasterisk import call, headers_for
 
 README = Path(__file__).parent.parent / "README.md"
 EXE = str(Path(sys.executable).parent / "sentinelle")

@@ -18,7 +18,7 @@ import numpy
 import pytest
 from PIL import Image, ImageStat
 
-from evidence_helpers import invoker, populate
+from tests.helpers.evidence_helpers import invoker, populate
 
 DOCS_PNG = Path(__file__).parent.parent / "docs" / "report-example.png"
 CHARTS = {
@@ -221,9 +221,9 @@ def test_report_counts_r22_slot_uses_from_the_decision_log(config, store):
     when a consent slot let a call through outside the legal hours."""
     from datetime import datetime, timedelta
 
-    from evidence_helpers import call
     from sentinelle.evidence.report import collect
     from sentinelle.store import ConsentProof
+    from tests.helpers.evidence_helpers import call
 
     sunday = datetime.fromisoformat("2026-12-06T15:00:00+01:00")  # R-21: closed day
     store.add_consent("acme", "+33612345678", ConsentProof(

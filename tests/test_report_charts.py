@@ -23,12 +23,12 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import date2num, num2date
 
-from evidence_helpers import PARIS, invoker, populate_span
 from sentinelle.config import Config, load_config
 from sentinelle.evidence import report
 from sentinelle.store import Store
-from test_report import CHARTS, Figures, run_chromium
-from testconfig import CONFIG
+from tests.helpers.evidence_helpers import PARIS, invoker, populate_span
+from tests.helpers.testconfig import CONFIG
+from tests.test_report import CHARTS, Figures, run_chromium
 
 
 @dataclass

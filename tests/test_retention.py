@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from evidence_helpers import NPV, PARIS, call, invoker
 from sentinelle.core.calendar import allowed_at
 from sentinelle.core.numbers import Territory
 from sentinelle.evidence.retention import (
@@ -24,6 +23,7 @@ from sentinelle.evidence.retention import (
 )
 from sentinelle.guard import Request, check
 from sentinelle.store import ConsentProof, Store, StoreError, ts
+from tests.helpers.evidence_helpers import NPV, PARIS, call, invoker
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 YEAR = timedelta(days=365)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from evidence_helpers import call
 from sentinelle.store import SCHEMA_VERSION, ConsentProof, Store, StoreError
 from sentinelle.store.values import SLOT_NOTE
+from tests.helpers.evidence_helpers import call
 
 PARIS_SUNDAY = datetime.fromisoformat("2026-12-06T15:00:00+01:00")  # no calls on Sundays
 TUESDAY = datetime.fromisoformat("2026-12-08T10:30:00+01:00")

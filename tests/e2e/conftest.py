@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/: `pbx`, `fakeasterisk`
-
-from hardening_support import FROZEN, NPV, Serve
-from pbx import Pbx
 from sentinelle.logs import read_events
+from tests.helpers.hardening_support import FROZEN, NPV, Serve
+from tests.pbx import Pbx
 
 
 class Service(Serve):

@@ -37,8 +37,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pbx import Pbx, free_ports
 from sentinelle.store import Store
+from tests.pbx import Pbx, free_ports
 
 FROZEN = "2026-12-01T10:30:00+01:00"
 LATER = "2026-12-01T11:00:00+01:00"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 
-from conftest import Service
+from tests.e2e.conftest import Service
 
 NUMBER = "0612345678"
 

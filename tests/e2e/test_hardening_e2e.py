@@ -20,8 +20,8 @@ import threading
 import time
 from collections import Counter
 
-from conftest import Service
-from hardening_support import report
+from tests.e2e.conftest import Service
+from tests.helpers.hardening_support import report
 
 CONSENTED = [f"06123{i:05d}" for i in range(0, 400, 2)]
 

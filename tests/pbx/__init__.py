@@ -1,8 +1,7 @@
 """End-to-end harness: a real Asterisk (chroot, see build-root.sh) driven by SIPp.
 
-Import from tests as ``from pbx import Pbx`` (pytest puts ``tests/`` on
-sys.path because ``tests/`` has no ``__init__.py``), or as
-``from tests.pbx import Pbx`` with the repository root on sys.path.
+Import it as ``from tests.pbx import Pbx`` (the repository root is on
+sys.path under pytest, which imports ``tests`` as a package).
 """
 
 from .pbx import (

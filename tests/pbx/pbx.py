@@ -13,8 +13,7 @@ test runs) can share one root without seeing each other.
 
 Typical use::
 
-    from pbx import Pbx   # with tests/pbx on sys.path, or
-    from tests.pbx.pbx import Pbx   # with the repo root on sys.path
+    from tests.pbx import Pbx   # the repository root on sys.path (pytest does it)
 
     with Pbx(agi_url="agi://127.0.0.1:4573", campaign="c1") as pbx:
         with pbx.carrier(response=200) as carrier:

@@ -77,6 +77,7 @@ def import_bloctel_cmd(ctx: Ctx, file: Path, campaign: str, snapshot_date: date,
         fail(f"--date {snapshot_date} is in the future (today is {today}): a typo here would "
              "keep the list 'fresh' for the wrong days (R-10)")
     pro = ctx.professional(campaign)
+    rejected: ImportRejected | None = None
     with store_errors(), ctx.store() as store, _progress_bar(file.stat().st_size, "bloctel") as bar:
         task = bar.add_task("import", total=file.stat().st_size)
         try:
@@ -84,7 +85,9 @@ def import_bloctel_cmd(ctx: Ctx, file: Path, campaign: str, snapshot_date: date,
                                     skip_invalid=skip_invalid, allow_shrink=allow_shrink,
                                     progress=lambda n: bar.advance(task, n))
         except ImportRejected as exc:
-            fail(str(exc), EXIT_BLOCK)
+            rejected = exc
+    if rejected is not None:  # once the progress bar has ended its line, never inside it
+        fail(str(rejected), EXIT_BLOCK)
     _report(result, f"numbers into the {kind} snapshot of {pro} "
             f"dated {snapshot_date}")
 

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 from sentinelle import logs
 from sentinelle.config import Config, validate_for_listening
 from sentinelle.core.clock import Clock
+from sentinelle.core.model import Outcome
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx import recording
 from sentinelle.pbx.ari import AriClient, Event
@@ -67,7 +68,8 @@ ALLOWED_EVENTS = (
     "ChannelDestroyed",
 )
 
-ANSWERED, NO_ANSWER, BUSY, FAILED, UNKNOWN = "answered", "no-answer", "busy", "failed", "unknown"
+ANSWERED, NO_ANSWER, BUSY, FAILED, UNKNOWN = (
+    Outcome.ANSWERED, Outcome.NO_ANSWER, Outcome.BUSY, Outcome.FAILED, Outcome.UNKNOWN)
 REFUSED, DO_NOT_CALL, CALLBACK, WRONG_NUMBER = "refused", "do-not-call", "callback", "wrong-number"
 DISPOSITIONS = frozenset({REFUSED, DO_NOT_CALL, CALLBACK, WRONG_NUMBER})
 

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fakeasterisk import call, headers_for
+from tests.helpers.fakeasterisk import call, headers_for
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FROZEN = "2026-12-01T10:30:00+01:00"  # a Tuesday inside the legal hours (fr-2026)
 NPV = "0162000000"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from hardening_support import FROZEN, NPV, Serve, free_port
+from tests.helpers.hardening_support import FROZEN, NPV, Serve, free_port
 
 TOKENS = {
     "crm": ("consents:write,refusals:write,check:read,scrub", "crm-" + "c" * 40),

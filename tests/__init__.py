@@ -1,0 +1,1 @@
+"""sentinelle's tests: one file per feature; shared helpers in `tests.helpers`."""
