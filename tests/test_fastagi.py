@@ -172,6 +172,31 @@ def test_unknown_route_and_garbage_are_dropped_without_verdict(config, store):
     assert ok.verdict == "ALLOW"  # R-00 still answered after the bad clients
 
 
+def test_routes_are_dispatched_by_name(config, store, monkeypatch):
+    """A new route is a module and a line in pbx.routes.ROUTES: the server
+    hands it the request's headers and channel, bounded by the deadline."""
+    from sentinelle.pbx.routes import ROUTES
+
+    async def hello(session):
+        late = await session.bounded(asyncio.sleep(10))  # past server.request_timeout_s
+        await session.agi.set_variable("SENTINELLE_REASON", f"hello {session.headers['agi_arg_1']}")
+        assert late is None
+
+    monkeypatch.setitem(ROUTES, "hello", hello)
+
+    async def scenario():
+        srv = _serve(config, request_timeout_s=0.2)
+        _, port = await srv.start()
+        try:
+            return await call(port, headers_for("0612345678", script="hello")), srv.stats
+        finally:
+            await srv.stop()
+
+    res, stats = run(scenario())
+    assert res.commands == ['SET VARIABLE SENTINELLE_REASON "hello 0612345678"']
+    assert res.verdict is None and stats.timeouts == 1 and store.count("decisions") == 0
+
+
 def test_peer_outside_allow_list_is_refused(config, store):
     async def scenario():
         srv = _serve(config, allow=("192.0.2.0/24",))
