@@ -37,6 +37,15 @@ class ConfigError(ValueError):
         self.key = key
 
 
+def listen_host(listen: str) -> str:
+    """The host of a HOST:PORT setting (IPv6 in brackets allowed)."""
+    return listen.rsplit(":", 1)[0].strip("[]")
+
+
+def listen_port(listen: str) -> int:
+    return int(listen.rsplit(":", 1)[1])
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: str = "127.0.0.1:4573"
@@ -49,11 +58,11 @@ class ServerConfig:
 
     @property
     def host(self) -> str:
-        return self.listen.rsplit(":", 1)[0].strip("[]")
+        return listen_host(self.listen)
 
     @property
     def port(self) -> int:
-        return int(self.listen.rsplit(":", 1)[1])
+        return listen_port(self.listen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +106,11 @@ class HttpConfig:
 
     @property
     def host(self) -> str:
-        return self.listen.rsplit(":", 1)[0].strip("[]")
+        return listen_host(self.listen)
 
     @property
     def port(self) -> int:
-        return int(self.listen.rsplit(":", 1)[1])
+        return listen_port(self.listen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ on block, 2 on a usage or config error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -172,3 +173,22 @@ def in_zone(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
             if instant is not None:
                 out[key] = instant.astimezone(zone).isoformat(timespec="seconds")
     return out
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[TextIO]:
+    """stdout, or a file written beside its final name and renamed once
+    complete: an export or a scrub cut short never leaves a plausible-looking
+    truncated file behind."""
+    if path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.partial")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="", buffering=1 << 20) as fh:
+            yield fh
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -7,19 +7,16 @@ the report), so their modules are imported only when a command runs.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from sentinelle.cli.common import EXIT_BLOCK, INSTANT, Ctx, e164_of, fail, store_errors
+from sentinelle.cli.common import EXIT_BLOCK, INSTANT, Ctx, atomic_output, e164_of, fail, store_errors
 from sentinelle.config import ConfigError
 from sentinelle.core.clock import parse_instant, system_clock
 from sentinelle.core.model import PARIS
@@ -81,24 +78,6 @@ def _range_options(fn: Any) -> Any:
 
 # -- export -------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _output(path: str) -> Iterator[TextIO]:
-    """stdout, or a file written beside its final name and renamed at the end:
-    an interrupted export never leaves a plausible-looking truncated file."""
-    if path == "-":
-        yield sys.stdout
-        sys.stdout.flush()
-        return
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.partial")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="", buffering=1 << 20) as fh:
-            yield fh
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @click.command("export")
 @click.argument("table", type=click.Choice(["decisions", "attempts", "refusals", "consents"]))
 @_range_options
@@ -127,7 +106,7 @@ def export_cmd(ctx: Ctx, table: str, start: date | datetime, end: date | datetim
     with store_errors(), ctx.store(create=False) as store, \
             store.evidence_rows(table, lo, hi, campaign=campaign,
                                 professional=professional) as (columns, rows), \
-            _output(out) as fh:
+            atomic_output(out) as fh:
         count = export(columns, rows, table, fmt, fh, zone)
     if out != "-":
         click.echo(f"exported {count} {table} to {out}", err=True)

@@ -5,35 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
-from typing import TextIO
 
 import click
 
-from sentinelle.cli.common import EXIT_BLOCK, INSTANT, Ctx, fail
+from sentinelle.cli.common import EXIT_BLOCK, INSTANT, Ctx, atomic_output, fail
 from sentinelle.config import ConfigError
 from sentinelle.core.clock import system_clock
 from sentinelle.store import Store, StoreError
-
-
-@contextlib.contextmanager
-def _output(path: str) -> Iterator[TextIO]:
-    """stdout, or a file written beside its final name and renamed once
-    complete: a scrub cut short never leaves a plausible-looking list."""
-    if path == "-":
-        yield sys.stdout
-        sys.stdout.flush()
-        return
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.partial")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="", buffering=1 << 20) as fh:
-            yield fh
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @click.command("scrub")
@@ -87,7 +66,7 @@ def scrub_cmd(ctx: Ctx, leads: str, campaign: str, at: datetime | None, out: str
                                                          caller_id=caller_id))
             else:
                 pipeline = serial(Scrubber(config, store, campaign, when, caller_id).verdicts)
-            fh = stack.enter_context(_output(out))
+            fh = stack.enter_context(atomic_output(out))
             summary = scrub(lead_list, pipeline, options, fh.write)
     except LeadsError as exc:
         option = {"column": "--column", "format": "--format"}.get(exc.field, exc.field)
