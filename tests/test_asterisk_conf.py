@@ -16,7 +16,7 @@ SHIPPED = (DIALPLAN / "features_sentinelle.conf").read_text()
 
 def test_builtin_disconnect_with_dial_h_shadows_every_code():
     warnings = disconnect_conflicts(SHIPPED, ["exten => _0X.,1,Dial(PJSIP/${EXTEN}@trunk,45,tH)"])
-    assert len(warnings) == 4
+    assert len(warnings) == 5  # *81..*84 and the refusal code *9
     assert any("'*81'" in w and "disconnect => *0" in w for w in warnings)
 
 
@@ -39,7 +39,7 @@ def test_check_config_prints_the_warning(tmp_path):
     config.write_text(f'[server]\nasterisk_etc = "{etc}"\n')
     r = CliRunner().invoke(main, ["--config", str(config), "serve", "--check-config"])
     assert r.exit_code == 0, r.output
-    assert r.output.count("warning: features.conf: the disconnect feature '*'") == 4
+    assert r.output.count("warning: features.conf: the disconnect feature '*'") == 5
     (etc / "extensions.conf").write_text("[out]\nexten => _0X.,1,Dial(PJSIP/${EXTEN}@t,45)\n")
     r = CliRunner().invoke(main, ["--config", str(config), "serve", "--check-config"])
     assert "warning" not in r.output

@@ -51,7 +51,8 @@ ROOT_MARKER = ".sentinelle-pbx-root-ok"
 CHROOT_RUN = "/run/sentinelle"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 LOOPBACK = "127.0.0.1"
-DISPOSITION_FEATURES = "sentinelle_callback#sentinelle_wrong_number#sentinelle_refused#sentinelle_do_not_call"
+DISPOSITION_FEATURES = ("sentinelle_callback#sentinelle_wrong_number#sentinelle_refused"
+                        "#sentinelle_do_not_call#sentinelle_refusal")
 
 # Modules that are loaded by autoload but useless here: they only add start-up
 # time, log noise (missing configs/databases/devices) or open extra sockets.
