@@ -58,6 +58,7 @@ NUMBERS = {
     "crash": "0612340007",
     "after-restart": "0612340008",
     "control": "0612340009",
+    "right-after-boot": "0612340010",
 }
 
 
@@ -335,3 +336,25 @@ def test_asterisk_crash_and_restart(env: Env) -> None:
     log = env.serve_log.read_text(errors="replace")
     assert "ARI disconnected" in log and "ARI connected" in log
     assert env.password not in log  # credentials never in the logs
+
+
+def test_refusal_keyed_before_the_listener_is_back(env: Env) -> None:
+    """The scenario that lost every refusal (4 runs out of 4): SIGKILL
+    Asterisk, keep it down 3 s, start it, and as soon as it is up place an
+    answered call on which the agent keys *9, without waiting for the ARI
+    listener to reconnect. The disposition route records it synchronously."""
+    pbx = env.pbx
+    assert pbx.proc is not None
+    os.killpg(pbx.proc.pid, signal.SIGKILL)
+    pbx.proc.wait()
+    pbx.stop()
+    time.sleep(3.0)
+    pbx.start()
+    number = NUMBERS["right-after-boot"]
+    with pbx.carrier(response=200):
+        assert pbx.call(number, caller_id=CALLER_ID, send_dtmf="*9", hold_ms=800).status == 200
+    (refusal,) = env.wait(number, lambda t: bool(t["refusals"]))["refusals"]
+    assert refusal["source"] in ("fastagi disposition:refused", "dtmf")
+    code, decision = env.check(number)
+    assert code == 1 and "R-31" in decision["rules"]
+    wait_for(env.ari_ready, 10, "listener reconnected after the test")  # leave the module whole
