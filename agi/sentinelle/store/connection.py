@@ -6,6 +6,10 @@ Why the choices below:
 - The file's identity (device, inode) is checked before each use: a store
   deleted or replaced under a running service must not be written to as a
   ghost inode, which would silently swallow the records of calls placed.
+- An empty or non-SQLite file in the store's place is never opened: SQLite
+  takes an empty file for an empty database and deletes the `-wal` beside
+  it, which is the real store's (renamed away, being copied back): its last
+  commits, the attempts of calls already allowed, would be gone.
 - Every SQLite error leaves as `StoreError` (`StoreBusy` for a lock), and a
   connection that met anything but a lock is dropped and reopened on next
   use rather than kept poisoned (a corrupt or replaced file).
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self, TypeVar
@@ -32,6 +37,62 @@ T = TypeVar("T")
 
 # The store settings' defaults are written once, in the config's dataclass.
 DEFAULTS = StoreConfig()
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# Header reads go through descriptors kept open, one per file (inode): closing
+# ANY descriptor of a file releases every POSIX lock this process holds on it,
+# SQLite's included, and a store whose locks vanish looks unused to other
+# processes, whose close then checkpoints and deletes the WAL under us.
+_header_fds: dict[tuple[int, int], int] = {}
+_header_lock = threading.Lock()
+_HEADER_FDS_MAX = 64
+
+
+def header_problem(path: str) -> str | None:
+    """Why the file at `path` must not be opened as an existing store, or None."""
+    try:
+        head = _read_header(path)
+    except FileNotFoundError:
+        return None  # reported as a missing store by the caller
+    except OSError as exc:
+        return f"store unreadable: {path}: {exc.strerror or exc}"
+    if not head:
+        return f"store file is empty: {path} (replaced or truncated? restore it)"
+    if head != SQLITE_MAGIC:
+        return f"store file is not a SQLite database: {path} (replaced? put the store back)"
+    return None
+
+
+def _read_header(path: str) -> bytes:
+    with _header_lock:
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        fd = _header_fds.get(key)
+        if fd is None:
+            if len(_header_fds) >= _HEADER_FDS_MAX:
+                _forget_unused_header_fds()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fst = os.fstat(fd)
+            key = (fst.st_dev, fst.st_ino)
+            _header_fds.setdefault(key, fd)
+            fd = _header_fds[key]
+        return os.pread(fd, len(SQLITE_MAGIC), 0)
+
+
+def _forget_unused_header_fds() -> None:
+    """Close the kept descriptors of files no other descriptor of this process
+    has open (closing those can release no lock SQLite holds)."""
+    in_use: dict[tuple[int, int], int] = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            st = os.stat(f"/proc/self/fd/{name}")
+            in_use[(st.st_dev, st.st_ino)] = in_use.get((st.st_dev, st.st_ino), 0) + 1
+    for key, fd in list(_header_fds.items()):
+        if in_use.get(key, 0) <= 1:
+            del _header_fds[key]
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 class SqliteDatabase:
     """A connection to a sentinelle store file; not shared between threads."""
@@ -63,6 +124,9 @@ class SqliteDatabase:
         memory = self.path == ":memory:"
         if not memory and not create and not Path(self.path).exists():
             raise StoreError(f"store missing: {self.path} (run an import or `sentinelle init`)")
+        problem = None if memory or create else header_problem(self.path)
+        if problem:
+            raise StoreError(problem)
         try:
             if memory:
                 conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)

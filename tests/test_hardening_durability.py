@@ -1,0 +1,273 @@
+"""A store that no file fault can make forget (issue #11).
+
+Each scenario runs a real `sentinelle serve`, breaks the store's files the
+way an admin or a script can (the WAL or its `-shm` index deleted under the
+running service, another writer beside it, the store swapped for garbage and
+put back), then `kill -9`s the service and restarts it: every attempt whose
+ALLOW was sent must still be in the store, no attempt id handed out twice,
+the audit clean (R-30, `PRAGMA integrity_check`), and the service must have
+recovered by itself within 2 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import sqlite3
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from hardening_support import FROZEN, Probe, Serve, probe, report
+from test_hardening_faults import (
+    NUMBERS,
+    _probing,
+    assert_nothing_lost,
+    attempts_in,
+    e164,
+    seed_consents,
+)
+
+RECOVERY_S = 2.0
+
+# Items 1 and 2 of issue #11 are reproduced here but not fixed yet: a first
+# design (per-file identity checks, a salvage checkpoint, a process-wide
+# generation) fixed them in isolation but let the other fault tests lose
+# attempts or corrupt the store, so it was not committed. strict: the day
+# they pass, the marker must go.
+OPEN_11 = "issue #11: WAL/-shm deleted under serve not detected yet (attempts lost)"
+
+
+def audit_clean(svc: Serve) -> dict:
+    """`sentinelle audit --json`: no breach (R-30 first), integrity ok."""
+    r = svc.cli("audit", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["clean"], out
+    return out
+
+
+def attempts_of(path: Path, number: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT count(*) FROM attempts WHERE e164=?",
+                            (e164(number),)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def restart_after_kill9(svc: Serve) -> None:
+    svc.kill9()
+    svc.start()
+
+
+def first_allow_after(probes: list[Probe], t: float) -> float | None:
+    return min((p.ended for p in probes if p.verdict == "ALLOW" and p.started >= t), default=None)
+
+
+def _cli_record(svc: Serve, number: str) -> dict:
+    r = svc.cli("check", number, "--campaign", "promo", "--record", "--json", "--at", FROZEN)
+    return json.loads(r.stdout) if r.stdout.strip().startswith("{") else {"error": r.stderr}
+
+
+# -- 1. the WAL deleted under a running service --------------------------------
+
+@pytest.mark.xfail(strict=True, reason=OPEN_11)
+def test_wal_deleted_under_serve_loses_nothing(tmp_path, request):
+    """`rm sentinelle.db-wal` while serve runs: before the fix, 4 more checks
+    were allowed into the deleted WAL and, after `kill -9`, the history showed
+    0 attempts and 4 more calls were allowed (8 at one instant)."""
+    victim, others = NUMBERS[0], iter(NUMBERS[1:])
+    svc = Serve(tmp_path)
+    seed_consents(svc.store, NUMBERS[:200])
+    wal = Path(f"{svc.store}-wal")
+    with svc.start():
+        async def scenario() -> tuple[list[Probe], list[Probe], float]:
+            first = [await probe(svc.port, victim)]
+            assert first[0].verdict == "ALLOW" and wal.exists(), first
+            os.remove(wal)
+            t_fault = time.monotonic()
+            burst = [await probe(svc.port, victim) for _ in range(4)]
+            more: list[Probe] = []
+            while time.monotonic() - t_fault < 1.5 + RECOVERY_S:
+                more.append(await probe(svc.port, next(others)))
+                await asyncio.sleep(0.05)
+            return first + burst, more, t_fault
+
+        on_victim, more, t_fault = asyncio.run(scenario())
+        detected = on_victim[1]
+        assert detected.verdict == "BLOCK" and detected.rules == "SYS-STORE", detected
+        assert "WAL" in detected.reason, detected.reason
+        allowed_after = first_allow_after(more, t_fault)
+        assert allowed_after is not None, "the service never recovered"
+        recovery = allowed_after - t_fault
+        assert recovery < RECOVERY_S, f"recovery took {recovery:.2f}s"
+        restart_after_kill9(svc)
+        again = [asyncio.run(probe(svc.port, victim)) for _ in range(4)]
+    probes = on_victim + more + again
+    assert_nothing_lost(svc.store, probes)
+    allowed_victim = sum(p.verdict == "ALLOW" for p in on_victim + again)
+    assert attempts_of(svc.store, victim) == allowed_victim <= 4
+    audit = audit_clean(svc)
+    report(request, f"WAL deleted under serve: detected by the next check (BLOCK SYS-STORE "
+                    f"{detected.reason.split(': ', 1)[-1][:60]!r}); recovered {recovery * 1000:.0f} ms "
+                    f"after the rm; after kill -9 + restart {attempts_of(svc.store, victim)} attempts "
+                    f"for the callee (= ALLOWs sent), {audit['attempts']} in all, audit clean")
+
+
+# -- 2. the -shm index deleted, another writer, a crash ---------------------------
+
+@pytest.mark.xfail(strict=True, reason=OPEN_11)
+def test_shm_deleted_with_another_writer_then_kill9_loses_nothing(tmp_path, request):
+    """Under load: `rm sentinelle.db-shm`, `sentinelle check --record` twice
+    from another process, 1.5 s, `kill -9`. Before the fix a third to a half
+    of the allowed attempts were missing (once: "database disk image is
+    malformed")."""
+    svc = Serve(tmp_path)
+    seed_consents(svc.store, NUMBERS)
+    numbers = iter(NUMBERS[10:])
+    shm = Path(f"{svc.store}-shm")
+    cli_numbers = NUMBERS[:2]
+    svc.start()
+    try:
+        async def scenario() -> tuple[list[Probe], list[dict], float, float]:
+            probes: list[Probe] = []
+            stop = asyncio.Event()
+            task = asyncio.create_task(_probing(svc.port, numbers, 8, stop, probes, 0.0))
+            await asyncio.sleep(1.0)
+            assert shm.exists()
+            t_fault = time.monotonic()
+            os.remove(shm)
+            cli = [await asyncio.to_thread(_cli_record, svc, n) for n in cli_numbers]
+            t_cli = time.monotonic()
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(svc.kill9)
+            stop.set()
+            await task
+            return probes, cli, t_fault, t_cli
+
+        probes, cli, t_fault, t_cli = asyncio.run(scenario())
+        svc.start()
+        after = [asyncio.run(probe(svc.port, next(numbers))) for _ in range(5)]
+        assert all(p.verdict == "ALLOW" for p in after), after
+    finally:
+        svc.stop()
+    allowed = [p for p in probes + after if p.verdict == "ALLOW"]
+    assert len(allowed) > 100, len(allowed)
+    inside = [p for p in probes if p.started >= t_fault and p.verdict == "BLOCK"]
+    assert inside and all(p.rules == "SYS-STORE" for p in inside), inside[:3]
+    recovered = first_allow_after(probes, inside[0].ended)
+    assert recovered is not None and recovered - t_fault < RECOVERY_S + (t_cli - t_fault), \
+        "the service did not recover after the -shm index was deleted"
+    conn = sqlite3.connect(svc.store)
+    stored = dict(conn.execute("SELECT id, e164 FROM attempts"))
+    conn.close()
+    missing = [p for p in allowed if stored.get(p.attempt) != e164(p.number)]
+    assert not missing, f"{len(missing)} of {len(allowed)} allowed attempts lost: {missing[:3]}"
+    for n, out in zip(cli_numbers, cli, strict=True):
+        if str(out.get("verdict", "")).upper() == "ALLOW":
+            assert stored.get(out["attempt_id"]) == e164(n), ("CLI attempt lost", out)
+    audit = audit_clean(svc)
+    report(request, f"-shm deleted under load + 2 CLI writers + kill -9: {len(inside)} checks "
+                    f"BLOCK SYS-STORE, first ALLOW again {(recovered - t_fault) * 1000:.0f} ms "
+                    f"after the rm; {len(allowed)} ALLOWs sent, all {len(allowed)} in the store "
+                    f"after restart; CLI: {[o.get('verdict') for o in cli]}; "
+                    f"{audit['attempts']} attempts, audit clean")
+
+
+# -- 3. the store swapped for garbage, then put back ---------------------------------
+
+def write_slowly(path: Path, data: bytes, chunk: int = 4096, pause_s: float = 0.005) -> None:
+    """As `cp` or `dd` from a slow source writes: the file exists, empty then
+    short, for a while (SQLite takes an empty file for an empty database,
+    and deletes the WAL beside it)."""
+    with path.open("wb") as fh:
+        for i in range(0, len(data), chunk):
+            time.sleep(pause_s)
+            fh.write(data[i:i + chunk])
+            fh.flush()
+
+def test_store_swapped_for_garbage_and_back_loses_nothing(tmp_path, request):
+    """`mv sentinelle.db sentinelle.db.orig`, 64 KiB of random bytes written
+    as `sentinelle.db`, 3 s, the original moved back. Before the fix, the
+    ALLOWs answered in the last moments before the swap lost their attempts
+    and their ids were handed out again (a connection opened on the file
+    while it was still empty deleted the real store's WAL)."""
+    svc = Serve(tmp_path)
+    seed_consents(svc.store, NUMBERS)
+    numbers = itertools.cycle(NUMBERS)  # a fast machine may go through them all
+    orig = Path(f"{svc.store}.orig")
+    svc.start()
+    try:
+        async def scenario() -> tuple[list[Probe], float, float]:
+            probes: list[Probe] = []
+            stop = asyncio.Event()
+            task = asyncio.create_task(_probing(svc.port, numbers, 8, stop, probes, 0.0))
+            await asyncio.sleep(1.0)
+            os.rename(svc.store, orig)
+            t_fault = time.monotonic()
+            await asyncio.to_thread(write_slowly, svc.store, os.urandom(64 * 1024))
+            await asyncio.sleep(3.0)
+            os.replace(orig, svc.store)
+            t_back = time.monotonic()
+            await asyncio.sleep(RECOVERY_S + 0.5)
+            stop.set()
+            await task
+            return probes, t_fault, t_back
+
+        probes, t_fault, t_back = asyncio.run(scenario())
+        during = [p for p in probes if p.started > t_fault + 0.1 and p.ended < t_back]
+        seen = Counter((p.verdict, p.rules, p.reason[:60]) for p in probes
+                       if t_fault <= p.started < t_back)
+        assert during and all(p.verdict == "BLOCK" and p.rules == "SYS-STORE" for p in during), \
+            seen
+        recovered = first_allow_after(probes, t_back)
+        assert recovered is not None and recovered - t_back < RECOVERY_S
+        restart_after_kill9(svc)
+        after = [asyncio.run(probe(svc.port, next(numbers))) for _ in range(5)]
+    finally:
+        svc.stop()
+    assert all(p.verdict == "ALLOW" for p in after), after
+    assert_nothing_lost(svc.store, probes + after)
+    audit = audit_clean(svc)
+    allowed = sum(p.verdict == "ALLOW" for p in probes)
+    report(request, f"store swapped for garbage 3 s then put back: {len(during)} checks BLOCK "
+                    f"SYS-STORE, recovered {(recovered - t_back) * 1000:.0f} ms after it was back; "
+                    f"{allowed} ALLOWs, all in the store after kill -9 + restart, no id reused; "
+                    f"{audit['attempts']} attempts, audit clean")
+
+
+def test_store_momentarily_empty_never_costs_the_wal(tmp_path):
+    """The mechanism behind scenario 3, made deterministic: the store renamed
+    away and an empty file in its place (the first instant of any copy).
+    Before the fix the service's next use reconnected to the empty file,
+    which SQLite takes for an empty database, deleting the WAL beside it: the
+    renamed store's last commits were gone when it came back."""
+    from sentinelle.store import Store, StoreError
+
+    path = tmp_path / "s.db"
+    seed_consents(path, NUMBERS[:1])
+    store = Store(path, wal_autocheckpoint=0)
+    at = datetime(2026, 12, 1, 10, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    ids = []
+    for minute in range(3):
+        ids.append(store.run(lambda c, m=minute: c.execute(
+            "INSERT INTO attempts (professional, campaign, e164, at) VALUES (?,?,?,?)",
+            ("acme", "promo", e164(NUMBERS[0]), (at + timedelta(minutes=m)).isoformat()),
+        ).lastrowid, immediate=True))
+    os.rename(path, tmp_path / "orig.db")
+    path.write_bytes(b"")
+    for content in (b"", os.urandom(4096)):
+        path.write_bytes(content)
+        with pytest.raises(StoreError, match=r"empty|not a SQLite|disappeared|replaced"):
+            store.count("attempts")
+    os.replace(tmp_path / "orig.db", path)
+    assert store.count("attempts") == 3
+    store.close()
+    assert attempts_in(path) == dict.fromkeys(ids, e164(NUMBERS[0]))
