@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hardening_support import FROZEN, Probe, Serve, probe, report
-from test_hardening_faults import (
+from tests.helpers.hardening_support import FROZEN, Probe, Serve, probe, report
+from tests.test_hardening_faults import (
     NUMBERS,
     _probing,
     assert_nothing_lost,
