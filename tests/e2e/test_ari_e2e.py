@@ -38,6 +38,7 @@ import httpx
 import pytest
 
 from sentinelle.store import Store
+from tests.helpers.testconfig import ACME_PROMO
 from tests.pbx import Pbx, free_ports
 
 FROZEN = "2026-12-01T10:30:00+01:00"
@@ -170,14 +171,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     config.write_text(f"""
 [store]
 path = "{work / 'sentinelle.db'}"
-
-[professionals.acme]
-
-[campaigns.promo]
-professional = "acme"
-purpose = "prospecting"
-dialing = "automated"
-
+{ACME_PROMO}
 [server]
 listen = "127.0.0.1:{agi_port}"
 

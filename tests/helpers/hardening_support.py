@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers.fakeasterisk import call, headers_for
+from tests.helpers.testconfig import ACME_PROMO
 
 REPO = Path(__file__).resolve().parents[2]
 FROZEN = "2026-12-01T10:30:00+01:00"  # a Tuesday inside the legal hours (fr-2026)
@@ -40,12 +41,7 @@ busy_timeout_ms = {busy_timeout_ms}
 
 [policy]
 regime = "{regime}"
-
-[professionals.acme]
-
-[campaigns.promo]
-professional = "acme"
-
+""" + ACME_PROMO.replace("{", "{{").replace("}", "}}") + """
 [server]
 listen = "127.0.0.1:{port}"
 request_timeout_s = {request_timeout_s}

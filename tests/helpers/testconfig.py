@@ -39,4 +39,16 @@ purpose = "service"
 professional = "other"
 """
 
+# The one professional and prospecting campaign that the service-level tests
+# (a real `serve`, a real Asterisk) share; the fixtures' CONFIG above adds the
+# other purposes and professionals the rule-level tests need.
+ACME_PROMO = """
+[professionals.acme]
+
+[campaigns.promo]
+professional = "acme"
+purpose = "prospecting"
+dialing = "automated"
+"""
+
 NPV = "0162000000"  # an Arcep multi-purpose number: valid caller ID for automated dialing
