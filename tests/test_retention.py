@@ -300,3 +300,33 @@ def test_store_errors_exit_1(config_path, tmp_path):
     assert not (tmp_path / "sentinelle.db").exists()
     with pytest.raises(StoreError):
         Store(tmp_path / "sentinelle.db")
+
+
+def test_purge_waits_out_a_lock_held_past_the_busy_timeout(config):
+    """Another writer holds the store for longer than the purge's busy
+    timeout (a burst of calls under load): the purge pauses and tries the
+    batch again instead of aborting half-way with 'database is locked'."""
+    import sqlite3
+
+    path = config.store.path
+    with Store(path, create=True) as s:
+        old = ts(NOW - 4 * YEAR)
+
+        def fill(conn):
+            conn.executemany(
+                "INSERT INTO decisions (at, source, campaign, professional, dialled, e164,"
+                " verdict, rules, reasons, regime, inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                ((old, "fastagi", "promo", "acme", "0612345678", f"+336{i:08d}", "block",
+                  "R-20", "[]", "fr-2023", "{}") for i in range(500)))
+        s.run(fill, immediate=True)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.6, holder.rollback)
+    release.start()
+    try:
+        with Store(path, busy_timeout_ms=100) as s:
+            result = purge(s, purge_bounds(NOW, 3 * YEAR, 365))
+    finally:
+        release.join()
+        holder.close()
+    assert result.deleted["decisions"] == 500

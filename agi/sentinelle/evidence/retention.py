@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 
 from sentinelle.core.numbers import NumberError, parse
 from sentinelle.core.rules import ATTEMPT_WINDOW, REFUSAL_SILENCE
-from sentinelle.store import HISTORY_HORIZON, PURGE_TABLES, Backend
+from sentinelle.store import HISTORY_HORIZON, PURGE_TABLES, Backend, StoreBusy
 
 # Rules read this far back: a shorter retention would let calls through.
 MIN_RETENTION = HISTORY_HORIZON
@@ -82,6 +82,24 @@ class PurgeResult:
     seconds: float = 0.0
 
 
+# A purge yields to the live service: a batch that finds the store locked
+# past the busy timeout (calls being decided under load) is tried again after
+# a pause, instead of aborting a nightly purge half-way. Nothing of a batch is
+# written until it commits, so a retry deletes nothing twice.
+BUSY_RETRIES = 10
+BUSY_PAUSE_S = 0.2
+
+
+def _delete_batch(store: Backend, table: str, bounds: dict[str, datetime],
+                  rowids: list[int]) -> int:
+    for _ in range(BUSY_RETRIES):
+        try:
+            return store.delete_expired(table, bounds, rowids)
+        except StoreBusy:
+            time.sleep(BUSY_PAUSE_S)
+    return store.delete_expired(table, bounds, rowids)  # the last try raises, said as such
+
+
 def purge(
     store: Backend, bounds: dict[str, datetime], *, batch: int = DEFAULT_BATCH,
     min_pause_s: float = 0.005, dry_run: bool = False,
@@ -104,7 +122,7 @@ def purge(
         total, after, size = 0, 0, batch
         while rowids := store.expired_rowids(table, bounds, after, size):
             t0 = time.perf_counter()
-            total += store.delete_expired(table, bounds, rowids)
+            total += _delete_batch(store, table, bounds, rowids)
             held = time.perf_counter() - t0
             result.batches += 1
             result.longest_batch_s = max(result.longest_batch_s, held)
