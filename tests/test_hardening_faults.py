@@ -80,6 +80,7 @@ class Fault:
     """inject() returns once the fault is in place; clear() once it is gone."""
 
     name = "?"
+    held_since: float | None = None  # when the fault took hold, if it can tell (monotonic)
 
     def __init__(self, store: Path) -> None:
         self.store = store
@@ -101,13 +102,22 @@ class Locked(Fault):
         code = ("import sqlite3, sys\n"  # noqa: S608 - a script, not SQL built from input
                 f"c = sqlite3.connect({str(self.store)!r}, isolation_level=None)\n"
                 "c.execute('BEGIN IMMEDIATE')\n"
+                "import time\n"
+                "held = time.monotonic()\n"
                 "c.execute(\"INSERT INTO meta VALUES ('hardening-lock', 'x')\")\n"
-                "print('locked', flush=True)\n"
+                "print('locked', held, flush=True)\n"
                 "sys.stdin.readline()\n"
                 "c.execute('ROLLBACK')\n")
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
+        assert self.proc.stdout is not None
+        word, held = self.proc.stdout.readline().split()
+        assert word == "locked"
+        # CLOCK_MONOTONIC is one clock for every process: the fault starts when
+        # the lock was taken, not when this process heard of it (the checks
+        # that began in between wait on the lock too, and must not be lost
+        # from the count of checks made during the fault).
+        self.held_since = float(held)
 
     def clear(self) -> None:
         assert self.proc.stdin is not None
@@ -192,7 +202,7 @@ def run_fault(tmp_path: Path, fault_cls: type[Fault], hold_s: float, probers: in
             await asyncio.sleep(0.5)
             self_start.append(time.monotonic())
             await asyncio.to_thread(fault.inject)
-            f0 = time.monotonic()
+            f0 = fault.held_since or time.monotonic()
             await asyncio.sleep(hold_s / 2)
             fault.during()
             await asyncio.sleep(hold_s / 2)
@@ -222,7 +232,7 @@ FAULTS = [(Locked, 3.0), (Locked, 10.0), (ReadOnly, 2.0), (Deleted, 2.0), (Garba
                          ids=[f"{f.__name__.lower()}-{h:g}s" for f, h in FAULTS])
 def test_store_fault_blocks_then_recovers(tmp_path, request, fault_cls, hold_s):
     probes, injecting, f0, f1_start, f1, fault = run_fault(tmp_path, fault_cls, hold_s,
-                                                           probers=2 if hold_s > 5 else 3)
+                                                           probers=2 if hold_s > 5 else 6)
     assert all(p.verdict in ("ALLOW", "BLOCK") for p in probes), \
         [p for p in probes if p.verdict is None][:3]
     before = [p for p in probes if p.ended < injecting]
