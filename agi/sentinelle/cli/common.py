@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from sentinelle.config import Config, ConfigError, load_config
-from sentinelle.core.clock import parse_instant, refuse_future, system_clock
+from sentinelle.core.clock import parse_instant
 from sentinelle.core.numbers import Kind, NumberError, parse
 from sentinelle.store import Store, StoreError, from_ts
 
@@ -60,17 +60,6 @@ def allow_future_option(enabled: bool = True) -> Callable[[Callable[..., Any]], 
         return lambda command: command
     return click.option("--allow-future", is_flag=True,
                         help="Accept instants more than 5 minutes ahead of this host's clock.")
-
-
-def past_instant(at: datetime | None, allow_future: bool, what: str = "--at") -> datetime:
-    """`at`, or now; a future `at` is refused (exit 2) unless `allow_future`."""
-    now = system_clock()
-    if at is not None and not allow_future:
-        try:
-            refuse_future(at, now, what)
-        except ValueError as exc:
-            fail(str(exc))
-    return at or now
 
 
 def refuse_root_on_service_store(path: str) -> None:
