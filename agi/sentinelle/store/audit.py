@@ -1,5 +1,4 @@
-"""What the independent invariant checker (`evidence.audit`) reads, and the
-file's own integrity check.
+"""What the independent invariant checker (`evidence.audit`) reads.
 
 The checker re-judges every recorded attempt without the decision code, so
 that a bug in a decision, in the history it was given or in the atomic
@@ -13,7 +12,6 @@ keeps writing.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterator
 from datetime import date, datetime
 
@@ -26,7 +24,7 @@ from sentinelle.store.backend import (
     AuditSnapshot,
 )
 from sentinelle.store.bloctel import snapshot_table
-from sentinelle.store.connection import SqliteDatabase
+from sentinelle.store.database import Database, Tx
 from sentinelle.store.values import e164_int, from_ts, ts
 
 
@@ -37,14 +35,15 @@ def _at(text: str) -> datetime:
 class SqliteAuditView:
     """The rows of one read transaction; valid inside `AuditReads.audit_view` only."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Tx) -> None:
         self._conn = conn
 
     def attempts(self, since: datetime | None = None,
                  until: datetime | None = None) -> Iterator[AuditAttempt]:
         for aid, pro, campaign, e164, at, decision_id in self._conn.execute(
                 "SELECT id, professional, campaign, e164, at, decision_id FROM attempts"
-                " WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR at < ?2)", _span(since, until)):
+                " WHERE (:since IS NULL OR at >= :since) AND (:until IS NULL OR at < :until)",
+                _span(since, until)):
             yield AuditAttempt(aid, pro, campaign, e164, _at(at), decision_id)
 
     def attempt_decisions(self, since: datetime | None = None,
@@ -53,7 +52,7 @@ class SqliteAuditView:
         for row in self._conn.execute(
                 "SELECT d.id, d.verdict, d.e164 FROM decisions d JOIN attempts a"
                 " ON a.decision_id = d.id"
-                " WHERE (?1 IS NULL OR a.at >= ?1) AND (?2 IS NULL OR a.at < ?2)",
+                " WHERE (:since IS NULL OR a.at >= :since) AND (:until IS NULL OR a.at < :until)",
                 _span(since, until)):
             yield AuditDecision(*row)
 
@@ -99,21 +98,14 @@ class SqliteAuditView:
             (number,)).fetchone() is not None
 
 
-def _span(since: datetime | None, until: datetime | None) -> tuple[str | None, str | None]:
-    return (ts(since) if since else None, ts(until) if until else None)
+def _span(since: datetime | None, until: datetime | None) -> dict[str, str | None]:
+    return {"since": ts(since) if since else None, "until": ts(until) if until else None}
 
 
-class AuditReads(SqliteDatabase):
+class AuditReads(Database):
     @contextlib.contextmanager
     def audit_view(self) -> Iterator[SqliteAuditView]:
-        """One read transaction for the whole audit: in WAL mode it never
-        blocks the live checks."""
+        """One read transaction for the whole audit (a repeatable snapshot on
+        both engines); it never blocks the live checks."""
         with self.transaction(immediate=False) as conn:
             yield SqliteAuditView(conn)
-
-    def check_integrity(self) -> list[str]:
-        """SQLite's own check of the file (every page, index and constraint);
-        the problems found, empty when the file is sound."""
-        with self.transaction(immediate=False) as conn:
-            rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
-        return [] if rows == ["ok"] else rows

@@ -1,12 +1,15 @@
 """Bloctel snapshots: loading a new copy of the opposition list while the
 service keeps checking against the current one, then switching atomically.
 
-A snapshot lives in its own table (`bloctel_<id>`, numbers as INTEGER
-PRIMARY KEY): a lookup is one B-tree probe. The load is committed in small
+A snapshot lives in its own table (`bloctel_<id>`, numbers as 64-bit
+integer primary key): a lookup is one B-tree probe. The load is committed in small
 batches while the snapshot is marked `loading`, so live checks are never
 starved of the write lock, and the switch to the new snapshot is one tiny
 transaction. A crash in the middle leaves the previous snapshot current;
-the orphan is swept by the next import.
+the orphan is swept by the next import. Where a reader may still be about
+to probe the replaced table after the switch (PostgreSQL: each statement
+sees the latest commit), the replaced table is dropped by the next import
+rather than in the switch.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 
-from sentinelle.store.connection import SqliteDatabase
+from sentinelle.store.database import Database
 from sentinelle.store.errors import SnapshotShrinks, StoreError
 from sentinelle.store.values import Snapshot, ts
 from sentinelle.store.values import utc_now as _now
@@ -28,17 +31,16 @@ def snapshot_table(sid: int) -> str:
     return f"bloctel_{int(sid)}"
 
 
-class Snapshots(SqliteDatabase):
+class Snapshots(Database):
     def begin_snapshot(self, professional: str, snapshot_date: date, kind: str, source: str) -> int:
         self.sweep_loading()
         with self.transaction() as conn:
-            sid = conn.execute(
+            sid = int(conn.execute(
                 "INSERT INTO bloctel_snapshots (professional, snapshot_date, kind, table_name,"
-                " count, state, imported_at, source) VALUES (?,?,?,?,0,'loading',?,?)",
+                " count, state, imported_at, source) VALUES (?,?,?,?,0,'loading',?,?) RETURNING id",
                 (professional, snapshot_date.isoformat(), kind, "", ts(_now()), source),
-            ).lastrowid
-            assert sid is not None
-            conn.execute(f"CREATE TABLE {snapshot_table(sid)} (e164 INTEGER PRIMARY KEY)")
+            ).fetchone()[0])
+            conn.execute(self.snapshot_ddl(snapshot_table(sid)))
             conn.execute("UPDATE bloctel_snapshots SET table_name=? WHERE id=?",
                          (snapshot_table(sid), sid))
         return sid
@@ -48,13 +50,10 @@ class Snapshots(SqliteDatabase):
 
         Pass batches in ascending order when you can: the B-tree then only
         grows at its right edge, while random order dirties pages all over a
-        10 M-row table and writes far more WAL. The batch is bound as one JSON
-        array (json_each): one statement instead of one bind per row."""
-        data = "[" + ",".join(map(str, map(int, numbers))) + "]"
+        10 M-row table and writes far more WAL."""
+        batch = numbers if isinstance(numbers, list) else list(numbers)
         with self.transaction() as conn:
-            conn.execute(
-                f"INSERT OR IGNORE INTO {snapshot_table(sid)} (e164)"  # noqa: S608 - int id
-                " SELECT value FROM json_each(?)", (data,))
+            self.load_numbers(conn, snapshot_table(sid), batch)
 
     def commit_snapshot(self, sid: int, shrink_floor: float = 0.0) -> int:
         """The atomic switch: the new snapshot becomes current, the old one goes.
@@ -79,7 +78,8 @@ class Snapshots(SqliteDatabase):
                 "SELECT id FROM bloctel_snapshots WHERE professional=? AND state='current'",
                 (row[0],))]
             for oid in old:
-                conn.execute(f"DROP TABLE IF EXISTS {snapshot_table(oid)}")
+                if self.drop_replaced_at_switch():
+                    conn.execute(f"DROP TABLE IF EXISTS {snapshot_table(oid)}")
                 conn.execute("UPDATE bloctel_snapshots SET state='replaced' WHERE id=?", (oid,))
             conn.execute("UPDATE bloctel_snapshots SET state='current', count=? WHERE id=?",
                          (count, sid))
@@ -99,6 +99,12 @@ class Snapshots(SqliteDatabase):
             for sid in ids:
                 conn.execute(f"DROP TABLE IF EXISTS {snapshot_table(sid)}")
                 conn.execute("UPDATE bloctel_snapshots SET state='aborted' WHERE id=?", (sid,))
+            if not self.drop_replaced_at_switch():
+                # Replaced by an earlier import, kept until now for the readers
+                # that were about to probe them.
+                for (oid,) in conn.execute(
+                        "SELECT id FROM bloctel_snapshots WHERE state='replaced'").fetchall():
+                    conn.execute(f"DROP TABLE IF EXISTS {snapshot_table(oid)}")
         return len(ids)
 
     def snapshots(self, professional: str | None = None) -> list[Snapshot]:

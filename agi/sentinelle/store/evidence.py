@@ -10,11 +10,11 @@ stays flat whatever the volume.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from sentinelle.store.connection import SqliteDatabase
+from sentinelle.store.database import Database
 from sentinelle.store.schema import TABLES
 from sentinelle.store.values import ts
 
@@ -23,7 +23,7 @@ EVIDENCE_TIME = (("decisions", "at"), ("attempts", "at"), ("refusals", "at"),
                  ("consents", "given_at"))
 
 
-class EvidenceReads(SqliteDatabase):
+class EvidenceReads(Database):
     EVIDENCE_TIME = EVIDENCE_TIME
 
     def timeline(self, e164: str) -> dict[str, list[dict[str, Any]]]:
@@ -66,43 +66,43 @@ class EvidenceReads(SqliteDatabase):
         if professional is not None:
             where.append("professional = :professional")
         sql = (f"SELECT * FROM {table} WHERE {' AND '.join(where)}"  # noqa: S608 - fixed names
-               f" ORDER BY {time_col}, rowid")
-        params = {"start": ts(start), "end": ts(end), "campaign": campaign,
-                  "professional": professional}
+               f" ORDER BY {time_col}, id")
+        params = {"start": ts(start), "end": ts(end)}
+        if campaign is not None:
+            params["campaign"] = campaign
+        if professional is not None:
+            params["professional"] = professional
         with self.transaction(immediate=False) as conn:
-            cur = conn.execute(sql, params)
-            columns = [c[0] for c in cur.description]
-
-            def rows() -> Iterator[tuple[Any, ...]]:
-                while batch := cur.fetchmany(chunk):
-                    yield from batch
-
-            yield columns, rows()
+            yield self.stream(conn, sql, params, chunk)
 
     def iter_calls(self, start: datetime, end: datetime, campaign: str | None = None
                    ) -> Iterator[tuple[str, str, str, bool]]:
         """(e164, UTC hour 'YYYY-MM-DDTHH', verdict, placed) of every decision on
         a parsed number: the report's calls-per-local-hour chart. Consume it
         fully (it holds a read transaction while it runs)."""
+        params = {"start": ts(start), "end": ts(end), "campaign": campaign}
         with self.transaction(immediate=False) as conn:
-            cur = conn.execute(
-                "SELECT e164, substr(at, 1, 13), verdict, attempt_id IS NOT NULL FROM decisions"
-                " WHERE at >= ? AND at < ? AND e164 IS NOT NULL AND (? IS NULL OR campaign = ?)",
-                (ts(start), ts(end), campaign, campaign))
-            while batch := cur.fetchmany(5000):
-                yield from batch
+            _, rows = self.stream(
+                conn,
+                "SELECT e164, substr(at, 1, 13), verdict, attempt_id IS NOT NULL"  # noqa: S608
+                " FROM decisions"
+                " WHERE at >= :start AND at < :end AND e164 IS NOT NULL"
+                + ("" if campaign is None else " AND campaign = :campaign"), params, 5000)
+            yield from rows
 
     def iter_attempt_series(self, start: datetime, end: datetime,
                             professional: str | None = None) -> Iterator[tuple[str, str, str]]:
         """(professional, e164, at) ordered by callee then time: R-30 windows
         are per (professional, callee), so each series is scanned once."""
+        params = {"start": ts(start), "end": ts(end), "professional": professional}
         with self.transaction(immediate=False) as conn:
-            cur = conn.execute(
-                "SELECT professional, e164, at FROM attempts WHERE at >= ? AND at < ?"
-                " AND (? IS NULL OR professional = ?) ORDER BY professional, e164, at",
-                (ts(start), ts(end), professional, professional))
-            while batch := cur.fetchmany(5000):
-                yield from batch
+            _, rows = self.stream(
+                conn,
+                "SELECT professional, e164, at FROM attempts"  # noqa: S608 - fixed fragments
+                " WHERE at >= :start AND at < :end"
+                + ("" if professional is None else " AND professional = :professional")
+                + " ORDER BY professional, e164, at", params, 5000)
+            yield from rows
 
     def evidence_groups(self, start: datetime, end: datetime, campaign: str | None = None
                         ) -> dict[str, list[tuple[Any, ...]]]:
@@ -110,7 +110,8 @@ class EvidenceReads(SqliteDatabase):
         outcomes and refusals per campaign, legal basis of the calls placed)."""
         p = {"start": ts(start), "end": ts(end), "campaign": campaign}
         with self.transaction(immediate=False) as conn:
-            return {name: conn.execute(sql, p).fetchall() for name, sql in _GROUPS.items()}
+            return {name: conn.execute(sql, p).fetchall()
+                    for name, sql in _group_queries(self.json_text).items()}
 
     def coverage(self, now: datetime, consent_max_age: timedelta,
                  horizon: timedelta = timedelta(days=30)) -> dict[str, list[tuple[Any, ...]]]:
@@ -128,14 +129,15 @@ class EvidenceReads(SqliteDatabase):
                     " ORDER BY professional, imported_at").fetchall(),
                 "consents": conn.execute(
                     "SELECT professional,"
-                    " sum(revoked_at IS NULL AND given_at >= ? AND given_at <= ?),"
-                    " sum(revoked_at IS NULL AND given_at >= ? AND given_at < ?),"
-                    " sum(revoked_at IS NOT NULL), count(*) FROM consents GROUP BY 1",
+                    " count(*) FILTER (WHERE revoked_at IS NULL AND given_at >= ? AND given_at <= ?),"
+                    " count(*) FILTER (WHERE revoked_at IS NULL AND given_at >= ? AND given_at < ?),"
+                    " count(*) FILTER (WHERE revoked_at IS NOT NULL), count(*) FROM consents"
+                    " GROUP BY 1 ORDER BY 1",
                     (valid_from, ts(now), valid_from, soon)).fetchall(),
                 "contracts": conn.execute(
-                    "SELECT professional, count(*) FROM contracts GROUP BY 1").fetchall(),
+                    "SELECT professional, count(*) FROM contracts GROUP BY 1 ORDER BY 1").fetchall(),
                 "optouts": conn.execute(
-                    "SELECT professional, count(*) FROM optouts GROUP BY 1").fetchall(),
+                    "SELECT professional, count(*) FROM optouts GROUP BY 1 ORDER BY 1").fetchall(),
             }
 
     def consents_expiring(self, now: datetime, max_age_days: int,
@@ -150,39 +152,43 @@ class EvidenceReads(SqliteDatabase):
                 " AND given_at >= ? AND given_at < ? GROUP BY professional", (lo, hi)).fetchall())
 
 
-# The report's GROUP BY queries, over [:start, :end) and an optional :campaign.
-_GROUPS = {
-    "blocks": "SELECT substr(at, 1, 13), rules, count(*) FROM decisions"
-              " WHERE at >= :start AND at < :end AND verdict = 'block'"
-              " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1, 2",
-    "outcomes": "SELECT campaign, COALESCE(outcome, ''), count(*) FROM attempts"
-                " WHERE at >= :start AND at < :end"
-                " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1, 2",
-    "refusals": "SELECT campaign, count(*) FROM refusals"
-                " WHERE at >= :start AND at < :end"
-                " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1",
-    # contract / regime of the decision that let each call through
-    "basis": "SELECT a.professional, a.campaign, d.regime,"
-             " json_extract(d.inputs, '$.history.contract'), count(*)"
-             " FROM attempts a LEFT JOIN decisions d ON d.id = a.decision_id"
-             " WHERE a.at >= :start AND a.at < :end"
-             " AND (:campaign IS NULL OR a.campaign = :campaign) GROUP BY 1, 2, 3, 4",
-    "verdicts": "SELECT verdict, count(*) FROM decisions WHERE at >= :start AND at < :end"
-                " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1",
-    "attempts": "SELECT count(*), count(DISTINCT professional || e164) FROM attempts"
-                " WHERE at >= :start AND at < :end"
-                " AND (:campaign IS NULL OR campaign = :campaign)",
-    "slots": "SELECT count(*) FROM decisions WHERE at >= :start AND at < :end"
-             " AND attempt_id IS NOT NULL AND (:campaign IS NULL OR campaign = :campaign)"
-             " AND slot_used = 1",
-    # the oldest Bloctel snapshot fr-2023 decisions saw each (UTC) day,
-    # and how many saw none: what R-10 actually relied on
-    "bloctel": "SELECT professional, substr(at, 1, 10),"
-               " min(json_extract(inputs, '$.history.bloctel.snapshot_date')),"
-               " sum(json_extract(inputs, '$.history.bloctel') IS NULL) FROM decisions"
-               " WHERE at >= :start AND at < :end AND regime = 'fr-2023'"
-               " AND inputs LIKE '%\"history\"%'"
-               " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1, 2",
-    "consents_given": "SELECT professional, count(*) FROM consents"
-                      " WHERE given_at >= :start AND given_at < :end GROUP BY 1",
-}
+def _group_queries(json: Callable[..., str]) -> dict[str, str]:
+    """The report's GROUP BY queries, over [:start, :end) and an optional
+    :campaign; `json` is the backend's JSON accessor (Database.json_text)."""
+    return {
+        "blocks": "SELECT substr(at, 1, 13), rules, count(*) FROM decisions"
+                  " WHERE at >= :start AND at < :end AND verdict = 'block'"
+                  " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1, 2",
+        "outcomes": "SELECT campaign, COALESCE(outcome, ''), count(*) FROM attempts"
+                    " WHERE at >= :start AND at < :end"
+                    " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1, 2",
+        "refusals": "SELECT campaign, count(*) FROM refusals"
+                    " WHERE at >= :start AND at < :end"
+                    " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1",
+        # contract / regime of the decision that let each call through
+        "basis": "SELECT a.professional, a.campaign, d.regime,"  # noqa: S608 - fixed fragments
+                 f" CAST({json('d.inputs', 'history', 'contract')} AS TEXT) IN ('1', 'true'),"
+                 " count(*)"
+                 " FROM attempts a LEFT JOIN decisions d ON d.id = a.decision_id"
+                 " WHERE a.at >= :start AND a.at < :end"
+                 " AND (:campaign IS NULL OR a.campaign = :campaign) GROUP BY 1, 2, 3, 4",
+        "verdicts": "SELECT verdict, count(*) FROM decisions WHERE at >= :start AND at < :end"
+                    " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1",
+        "attempts": "SELECT count(*), count(DISTINCT professional || e164) FROM attempts"
+                    " WHERE at >= :start AND at < :end"
+                    " AND (:campaign IS NULL OR campaign = :campaign)",
+        "slots": "SELECT count(*) FROM decisions WHERE at >= :start AND at < :end"
+                 " AND attempt_id IS NOT NULL AND (:campaign IS NULL OR campaign = :campaign)"
+                 " AND slot_used = 1",
+        # the oldest Bloctel snapshot fr-2023 decisions saw each (UTC) day,
+        # and how many saw none: what R-10 actually relied on
+        "bloctel": "SELECT professional, substr(at, 1, 10),"  # noqa: S608 - fixed fragments
+                   f" min({json('inputs', 'history', 'bloctel', 'snapshot_date')}),"
+                   f" count(*) FILTER (WHERE {json('inputs', 'history', 'bloctel')} IS NULL)"
+                   " FROM decisions"
+                   " WHERE at >= :start AND at < :end AND regime = 'fr-2023'"
+                   " AND inputs LIKE '%\"history\"%'"
+                   " AND (:campaign IS NULL OR campaign = :campaign) GROUP BY 1, 2",
+        "consents_given": "SELECT professional, count(*) FROM consents"
+                          " WHERE given_at >= :start AND given_at < :end GROUP BY 1",
+    }

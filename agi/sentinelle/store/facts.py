@@ -7,26 +7,26 @@ the lock, and a bulk import is all or nothing.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sentinelle.store.connection import SqliteDatabase
+from sentinelle.store.database import Database, Tx
 from sentinelle.store.values import ConsentProof, ts
 from sentinelle.store.values import utc_now as _now
 
 
-class Facts(SqliteDatabase):
+class Facts(Database):
     def add_refusal(self, professional: str, campaign: str, e164: str, at: datetime,
                     source: str, attempt_id: int | None = None) -> bool:
         """R-31. Idempotent per attempt: a refusal seen by DTMF and by agent
         disposition for the same call is one refusal. Returns True if new.
         Consents given before it are revoked (R-31 under fr-2026)."""
         with self.transaction() as conn:
+            self.lock_key(conn, professional, e164)  # ordered with the callee's checks
             cur = conn.execute(
-                "INSERT OR IGNORE INTO refusals (professional, campaign, e164, at, source,"
-                " attempt_id, recorded_at) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO refusals (professional, campaign, e164, at, source,"
+                " attempt_id, recorded_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (professional, campaign, e164, ts(at), source, attempt_id, ts(_now())))
             if cur.rowcount == 0:
                 return False
@@ -48,15 +48,16 @@ class Facts(SqliteDatabase):
 
     def add_contract(self, professional: str, e164: str, product: str = "") -> None:
         with self.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO contracts VALUES (?,?,?,?)",
-                         (professional, e164, product, ts(_now())))
+            conn.execute(_CONTRACT, (professional, e164, product, ts(_now())))
 
     def set_optout(self, professional: str, e164: str, present: bool, source: str = "cli") -> bool:
         """R-12. Returns whether anything changed."""
         with self.transaction() as conn:
             if present:
-                return conn.execute("INSERT OR IGNORE INTO optouts VALUES (?,?,?,?)",
-                                    (professional, e164, ts(_now()), source)).rowcount > 0
+                return conn.execute(
+                    "INSERT INTO optouts (professional, e164, added_at, source) VALUES (?,?,?,?)"
+                    " ON CONFLICT DO NOTHING", (professional, e164, ts(_now()), source)
+                ).rowcount > 0
             return conn.execute("DELETE FROM optouts WHERE professional=? AND e164=?",
                                 (professional, e164)).rowcount > 0
 
@@ -69,25 +70,31 @@ class Facts(SqliteDatabase):
                 if table == "consents":
                     _insert_consent(conn, row["professional"], row["e164"], row["proof"])
                 elif table == "contracts":
-                    conn.execute("INSERT OR REPLACE INTO contracts VALUES (?,?,?,?)",
-                                 (row["professional"], row["e164"], row.get("product", ""),
-                                  ts(_now())))
+                    conn.execute(_CONTRACT, (row["professional"], row["e164"],
+                                             row.get("product", ""), ts(_now())))
                 elif table == "departments":
-                    conn.execute("INSERT OR REPLACE INTO departments VALUES (?,?)",
-                                 (row["e164"], row["department"]))
+                    conn.execute(_DEPARTMENT, (row["e164"], row["department"]))
                 else:
                     raise ValueError(f"unknown import table {table!r}")
                 count += 1
         return count
 
 
-def _insert_consent(conn: sqlite3.Connection, professional: str, e164: str,
+# A contract or department entered again replaces the one on file.
+_CONTRACT = ("INSERT INTO contracts (professional, e164, product, added_at) VALUES (?,?,?,?)"
+             " ON CONFLICT (professional, e164) DO UPDATE SET product = excluded.product,"
+             " added_at = excluded.added_at")
+_DEPARTMENT = ("INSERT INTO departments (e164, department) VALUES (?,?)"
+               " ON CONFLICT (e164) DO UPDATE SET department = excluded.department")
+
+
+def _insert_consent(conn: Tx, professional: str, e164: str,
                     p: ConsentProof) -> int:
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO consents (professional, e164, given_at, source, channel, wording,"
-        " evidence_ref, slot_from, slot_until, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        " evidence_ref, slot_from, slot_until, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        " RETURNING id",
         (professional, e164, ts(p.given_at), p.source, p.channel, p.wording, p.evidence_ref,
          ts(p.slot_from) if p.slot_from else None,
-         ts(p.slot_until) if p.slot_until else None, ts(_now())))
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+         ts(p.slot_until) if p.slot_until else None, ts(_now()))).fetchone()
+    return int(row[0])

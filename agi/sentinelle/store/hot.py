@@ -1,16 +1,17 @@
 """The hot path: what every call waits for.
 
 `check_and_record` reads the history, runs the pure decision and inserts
-the attempt inside ONE `BEGIN IMMEDIATE` transaction: SQLite takes the
-write lock first, so two agents dialling the same number at the same
-instant are serialised and can never make a fifth attempt (R-30). Every
-decision taken is logged with what it saw, so an auditor can replay it.
+the attempt inside ONE write transaction that first takes the callee's
+lock (SQLite: BEGIN IMMEDIATE, its one write lock; PostgreSQL: an advisory
+lock on the (professional, callee) key, held by whichever process on
+whichever host got it first). Two agents dialling the same number at the
+same instant are serialised and can never make a fifth attempt (R-30).
+Every decision taken is logged with what it saw, so an auditor can replay it.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -18,13 +19,13 @@ from typing import Any
 
 from sentinelle.core.model import Bloctel, Consent, Decision, History
 from sentinelle.store.bloctel import snapshot_table
-from sentinelle.store.connection import SqliteDatabase
+from sentinelle.store.database import Database, Tx
 from sentinelle.store.values import e164_int, from_ts, ts, used_slot
 
 HISTORY_HORIZON = timedelta(days=62)  # covers R-30 (30 d) and R-31 (60 d) with DST slack
 
 
-class HotPath(SqliteDatabase):
+class HotPath(Database):
     def check_and_record(
         self,
         professional: str,
@@ -39,15 +40,17 @@ class HotPath(SqliteDatabase):
         """Read history, decide, and (if allowed and `record`) insert the
         attempt and the decision, all in one write transaction (R-30)."""
         with self.transaction(immediate=record) as conn:
+            if record:
+                self.lock_key(conn, professional, e164)
             history = self._history(conn, professional, e164, at)
             decision = decide(history)
             if record:
                 attempt_id = None
                 if decision.allowed and decision.counts:
                     attempt_id = conn.execute(
-                        "INSERT INTO attempts (professional, campaign, e164, at) VALUES (?,?,?,?)",
-                        (professional, decision.campaign, e164, ts(at)),
-                    ).lastrowid
+                        "INSERT INTO attempts (professional, campaign, e164, at) VALUES (?,?,?,?)"
+                        " RETURNING id", (professional, decision.campaign, e164, ts(at)),
+                    ).fetchone()[0]
                 decision_id = _log(conn, decision, source, attempt_id, inputs, history)
                 if attempt_id is not None:
                     conn.execute("UPDATE attempts SET decision_id=? WHERE id=?",
@@ -66,7 +69,7 @@ class HotPath(SqliteDatabase):
             return self._history(conn, professional, e164, at)
 
     @staticmethod
-    def _history(conn: sqlite3.Connection, professional: str, e164: str,
+    def _history(conn: Tx, professional: str, e164: str,
                  at: datetime) -> History:
         lo, hi = ts(at - HISTORY_HORIZON), ts(at + HISTORY_HORIZON)
         key = (professional, e164)
@@ -93,12 +96,12 @@ class HotPath(SqliteDatabase):
         )
         # The single-row facts in one statement: each execute costs ~15 us.
         contract, opted_out, dept, sid, snap_date, kind = conn.execute(
-            "SELECT EXISTS(SELECT 1 FROM contracts WHERE professional=?1 AND e164=?2),"
-            " EXISTS(SELECT 1 FROM optouts WHERE professional=?1 AND e164=?2),"
-            " (SELECT department FROM departments WHERE e164=?2),"
-            " s.id, s.snapshot_date, s.kind FROM (SELECT 1)"
-            " LEFT JOIN bloctel_snapshots s ON s.professional=?1 AND s.state='current'",
-            key).fetchone()
+            "SELECT EXISTS(SELECT 1 FROM contracts WHERE professional=:p AND e164=:n),"
+            " EXISTS(SELECT 1 FROM optouts WHERE professional=:p AND e164=:n),"
+            " (SELECT department FROM departments WHERE e164=:n),"
+            " s.id, s.snapshot_date, s.kind FROM (SELECT 1) AS one"
+            " LEFT JOIN bloctel_snapshots s ON s.professional=:p AND s.state='current'",
+            {"p": professional, "n": e164}).fetchone()
         return History(
             attempts=attempts, refusals=refusals, consents=consents, contract=bool(contract),
             opted_out=bool(opted_out),
@@ -107,7 +110,7 @@ class HotPath(SqliteDatabase):
         )
 
 
-def _listed(conn: sqlite3.Connection, sid: int, snap_date: str, kind: str, e164: str) -> Bloctel:
+def _listed(conn: Tx, sid: int, snap_date: str, kind: str, e164: str) -> Bloctel:
     """Where the callee stands in snapshot `sid`: one rowid probe."""
     try:
         number = e164_int(e164)
@@ -119,24 +122,23 @@ def _listed(conn: sqlite3.Connection, sid: int, snap_date: str, kind: str, e164:
     return Bloctel(date.fromisoformat(snap_date), kind, listed)
 
 
-def _log(conn: sqlite3.Connection, d: Decision, source: str, attempt_id: int | None,
+def _log(conn: Tx, d: Decision, source: str, attempt_id: int | None,
          inputs: dict[str, Any] | None, history: History | None) -> int:
     data = dict(inputs or {})
     data["notes"] = list(d.notes)
     if history is not None:
         data["history"] = _history_summary(history)
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO decisions (at, source, campaign, professional, dialled, e164, caller_id,"
         " verdict, rules, reasons, regime, retry_at, attempt_id, inputs, slot_used)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
         (ts(d.at), source, d.campaign, d.professional, d.dialled,
          d.callee.e164 if d.callee else None, d.caller_id, d.verdict.value,
          ",".join(d.rules), json.dumps(list(d.reasons), ensure_ascii=False), d.regime,
          ts(d.retry_at) if d.retry_at else None, attempt_id,
          json.dumps(data, ensure_ascii=False, default=str), int(used_slot(d.notes))),
-    )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    ).fetchone()
+    return int(row[0])
 
 
 def _history_summary(h: History) -> dict[str, Any]:

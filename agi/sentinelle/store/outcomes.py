@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sentinelle.store.connection import SqliteDatabase
+from sentinelle.store.database import Database
 from sentinelle.store.values import ts
 
 
-class Outcomes(SqliteDatabase):
+class Outcomes(Database):
     def record_outcome(self, attempt_id: int, *, outcome: str, answered_at: datetime | None,
                        ended_at: datetime | None, cause: int | None, cause_txt: str | None) -> bool:
         with self.transaction() as conn:

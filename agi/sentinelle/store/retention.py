@@ -9,12 +9,10 @@ never waits long for the lock. What is kept, and why, is in
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 
-from sentinelle.store.connection import SqliteDatabase
+from sentinelle.store.database import Database
 from sentinelle.store.values import ts
 
 # table -> when a row is past retention. Named parameters: cutoff (now -
@@ -43,7 +41,7 @@ def _params(bounds: dict[str, datetime]) -> dict[str, str]:
     return {k: ts(bounds[k]) for k in _BOUNDS}
 
 
-class Retention(SqliteDatabase):
+class Retention(Database):
     PURGE_WHERE = PURGE_WHERE
 
     def count_expired(self, table: str, bounds: dict[str, datetime]) -> int:
@@ -56,24 +54,25 @@ class Retention(SqliteDatabase):
 
     def expired_rowids(self, table: str, bounds: dict[str, datetime], after: int,
                        limit: int) -> list[int]:
-        """The next `limit` expired rowids after `after`. A read transaction:
-        finding the rows, the slow part, never holds the write lock."""
+        """The next `limit` expired row ids after `after` (every purged table
+        has an integer `id` key; SQLite's is the rowid itself). A read
+        transaction: finding the rows, the slow part, never holds the write lock."""
         with self.transaction(immediate=False) as conn:
             return [r[0] for r in conn.execute(
-                f"SELECT rowid FROM {table} WHERE rowid > :after"  # noqa: S608 - fixed names
-                f" AND ({_where(table)}) ORDER BY rowid LIMIT :limit",
+                f"SELECT id FROM {table} WHERE id > :after"  # noqa: S608 - fixed names
+                f" AND ({_where(table)}) ORDER BY id LIMIT :limit",
                 {**_params(bounds), "after": after, "limit": limit})]
 
     def delete_expired(self, table: str, bounds: dict[str, datetime], rowids: list[int]) -> int:
         """Delete these rows in one short write transaction, re-checking that
         each is still expired (a row may have changed since it was found).
-        secure_delete=FAST zeroes the deleted cells that share a page with
-        live data at no extra I/O."""
+        The engine's cheap scrubbing (SQLite's secure_delete=FAST zeroes the
+        deleted cells that share a page with live data at no extra I/O)."""
         params = _params(bounds)
-        sql = (f"DELETE FROM {table} WHERE rowid = :rowid"  # noqa: S608 - fixed names
+        sql = (f"DELETE FROM {table} WHERE id = :rowid"  # noqa: S608 - fixed names
                f" AND ({_where(table)})")
         with self.transaction() as conn:
-            conn.execute("PRAGMA secure_delete = FAST")
+            self.secure_delete(conn, None)
             deleted = 0
             for rowid in rowids:
                 deleted += conn.execute(sql, {**params, "rowid": rowid}).rowcount
@@ -88,36 +87,32 @@ class Retention(SqliteDatabase):
         pages). What is kept, and why, is in retention.forget's docstring.
         Returns {table: {"deleted": n, "kept": n}}."""
         out: dict[str, dict[str, int]] = {}
-        conn = self.conn
-        conn.execute("PRAGMA secure_delete = ON")
-        try:
-            with self.transaction() as tx:
-                stray = [r[0] for r in tx.execute(
-                    "SELECT id, dialled FROM decisions WHERE e164 IS NULL AND dialled IS NOT NULL")
-                    if dialled_is_number(r[1])]
-                n = tx.execute("DELETE FROM decisions WHERE e164=?", (e164,)).rowcount
-                n += sum(tx.execute("DELETE FROM decisions WHERE id=?", (i,)).rowcount
-                         for i in stray)
-                out["decisions"] = {"deleted": n, "kept": 0}
-                keep_a = ts(keep_attempts_since)
-                n = tx.execute("DELETE FROM attempts WHERE e164=? AND at<?", (e164, keep_a)).rowcount
-                kept = tx.execute(
-                    "UPDATE attempts SET campaign='', decision_id=NULL, outcome='erased',"
-                    " answered_at=NULL, ended_at=NULL, cause=NULL, cause_txt=NULL,"
-                    " disposition=NULL WHERE e164=?", (e164,)).rowcount
-                out["attempts"] = {"deleted": n, "kept": kept}
-                keep_r = ts(keep_refusals_since)
-                n = tx.execute("DELETE FROM refusals WHERE e164=? AND at<?", (e164, keep_r)).rowcount
-                kept = tx.execute(
-                    "UPDATE refusals SET campaign='', source='erased', attempt_id=NULL,"
-                    " recorded_at=NULL WHERE e164=?", (e164,)).rowcount
-                out["refusals"] = {"deleted": n, "kept": kept}
-                for table in ("consents", "contracts", "departments"):
-                    n = tx.execute(f"DELETE FROM {table} WHERE e164=?", (e164,)).rowcount  # noqa: S608
-                    out[table] = {"deleted": n, "kept": 0}
-                kept = tx.execute("SELECT count(*) FROM optouts WHERE e164=?", (e164,)).fetchone()[0]
-                out["optouts"] = {"deleted": 0, "kept": kept}
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA secure_delete = OFF")
+        with self.transaction() as tx:
+            self.secure_delete(tx, True)
+            stray = [r[0] for r in tx.execute(
+                "SELECT id, dialled FROM decisions WHERE e164 IS NULL AND dialled IS NOT NULL")
+                if dialled_is_number(r[1])]
+            n = tx.execute("DELETE FROM decisions WHERE e164=?", (e164,)).rowcount
+            n += sum(tx.execute("DELETE FROM decisions WHERE id=?", (i,)).rowcount
+                     for i in stray)
+            out["decisions"] = {"deleted": n, "kept": 0}
+            keep_a = ts(keep_attempts_since)
+            n = tx.execute("DELETE FROM attempts WHERE e164=? AND at<?", (e164, keep_a)).rowcount
+            kept = tx.execute(
+                "UPDATE attempts SET campaign='', decision_id=NULL, outcome='erased',"
+                " answered_at=NULL, ended_at=NULL, cause=NULL, cause_txt=NULL,"
+                " disposition=NULL WHERE e164=?", (e164,)).rowcount
+            out["attempts"] = {"deleted": n, "kept": kept}
+            keep_r = ts(keep_refusals_since)
+            n = tx.execute("DELETE FROM refusals WHERE e164=? AND at<?", (e164, keep_r)).rowcount
+            kept = tx.execute(
+                "UPDATE refusals SET campaign='', source='erased', attempt_id=NULL,"
+                " recorded_at=NULL WHERE e164=?", (e164,)).rowcount
+            out["refusals"] = {"deleted": n, "kept": kept}
+            for table in ("consents", "contracts", "departments"):
+                n = tx.execute(f"DELETE FROM {table} WHERE e164=?", (e164,)).rowcount  # noqa: S608
+                out[table] = {"deleted": n, "kept": 0}
+            kept = tx.execute("SELECT count(*) FROM optouts WHERE e164=?", (e164,)).fetchone()[0]
+            out["optouts"] = {"deleted": 0, "kept": kept}
+            self.secure_delete(tx, False)
         return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 from sentinelle.store.audit import AuditReads
 from sentinelle.store.backend import Backend
 from sentinelle.store.bloctel import Snapshots
+from sentinelle.store.connection import SqliteDatabase
 from sentinelle.store.evidence import EvidenceReads
 from sentinelle.store.facts import Facts
 from sentinelle.store.hot import HotPath
@@ -20,7 +21,8 @@ from sentinelle.store.outcomes import Outcomes
 from sentinelle.store.retention import Retention
 
 
-class Store(HotPath, Facts, Outcomes, Snapshots, EvidenceReads, Retention, AuditReads):
+class Store(HotPath, Facts, Outcomes, Snapshots, EvidenceReads, Retention, AuditReads,
+            SqliteDatabase):
     """A connection to the sentinelle store; not shared between threads.
 
     `Store(path, create=..., busy_timeout_ms=..., synchronous=...,
