@@ -1,28 +1,108 @@
-"""Shared fixtures: a real config file, a real SQLite store in tmp_path."""
+"""Shared fixtures: a real config file and a real store, on both backends.
+
+Every test that takes the `config` or `store` fixture (directly or through
+another fixture) runs twice: on a SQLite file in tmp_path, and on a
+PostgreSQL schema of its own in a throwaway cluster (scripts/test starts
+one and exports SENTINELLE_TEST_PG_URL; without it the session starts its
+own with scripts/lib/pgcluster.py). A test about SQLite's own file faults
+(WAL, header, locks) is marked `sqlite_only`, one about what only
+PostgreSQL does `postgres_only`; nothing is skipped.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from sentinelle.config import Config, load_config
-from sentinelle.store import Store
+from sentinelle.store import AnyStore, open_store
 from tests.helpers.testconfig import CONFIG
+
+BACKENDS = ("sqlite", "postgresql")
+PG_URL_ENV = "SENTINELLE_TEST_PG_URL"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: about SQLite's own files, not a backend feature")
+    config.addinivalue_line("markers", "postgres_only: about what only the PostgreSQL backend does")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        backends = list(BACKENDS)
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            backends = ["sqlite"]
+        elif metafunc.definition.get_closest_marker("postgres_only"):
+            backends = ["postgresql"]
+        metafunc.parametrize("backend", backends)
+
+
+def _pgcluster() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("pgcluster", REPO / "scripts/lib/pgcluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The URL of a PostgreSQL database the tests may fill (one schema each)."""
+    url = os.environ.get(PG_URL_ENV)
+    if url:
+        yield url
+        return
+    cluster = _pgcluster()
+    # Not under pytest's tmp dir: the postgres user must reach the data directory.
+    base = Path(tempfile.mkdtemp(prefix="sentinelle-pg-"))
+    try:
+        yield cluster.start(base)
+    finally:
+        cluster.stop(base)
+
+
+def pg_schema_url(server: str) -> str:
+    """A URL whose search_path is a new, empty schema: a fresh store per test."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in server else "?"
+    return f"{server}{sep}options=-csearch_path%3D{schema}"
+
+
+def config_text(backend: str, request: pytest.FixtureRequest, text: str = CONFIG) -> str:
+    """`text` with its [store] pointed at a fresh PostgreSQL schema when the
+    backend is PostgreSQL (the SQLite path stays, unused)."""
+    if backend != "postgresql":
+        return text
+    url = pg_schema_url(request.getfixturevalue("pg_server"))
+    return text.replace("[store]\n", f'[store]\nurl = "{url}"\n', 1)
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
+def config_path(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Path:
     path = tmp_path / "sentinelle.toml"
-    path.write_text(CONFIG)
+    path.write_text(config_text(backend, request))
     return path
+
 
 @pytest.fixture
 def config(config_path: Path) -> Config:
     return load_config(str(config_path))
 
+
 @pytest.fixture
-def store(config: Config) -> Store:
-    s = Store(config.store.path, create=True)
+def store(config: Config) -> Iterator[AnyStore]:
+    s = open_store(config.store, create=True)
     yield s
     s.close()

@@ -21,7 +21,7 @@ from sentinelle.config import Config, ConfigError, load_config
 from sentinelle.config import validate_for_listening as validate
 from sentinelle.core.clock import frozen
 from sentinelle.pbx.listener import ALLOWED_EVENTS, Listener
-from sentinelle.store import Store, ts
+from sentinelle.store import Store, open_store, ts
 from tests.test_ari_client import PASSWORD, USER, FakeAri, wait_until
 
 T0 = datetime(2026, 11, 29, 9, 24, 42, tzinfo=UTC)
@@ -45,7 +45,7 @@ dtmf_gap_s = 3.0
 
 @pytest.fixture
 def db(ari_config: Config) -> Store:
-    s = Store(ari_config.store.path, create=True)
+    s = open_store(ari_config.store, create=True)
     yield s
     s.close()
 
@@ -55,8 +55,8 @@ _ids = itertools.count(1)
 
 def new_attempt(store: Store, e164: str = E164, campaign: str = "promo") -> int:
     return store.run(lambda c: c.execute(
-        "INSERT INTO attempts (professional, campaign, e164, at) VALUES ('acme', ?, ?, ?)",
-        (campaign, e164, ts(T0))).lastrowid, immediate=True)
+        "INSERT INTO attempts (professional, campaign, e164, at) VALUES ('acme', ?, ?, ?)"
+        " RETURNING id", (campaign, e164, ts(T0))).fetchone()[0], immediate=True)
 
 
 class Call:

@@ -26,7 +26,7 @@ from sentinelle.config import Config, load_config
 from sentinelle.pbx import recording
 from sentinelle.pbx.ari import AriClient
 from sentinelle.pbx.listener import ALLOWED_EVENTS, Listener
-from sentinelle.store import Store, ts
+from sentinelle.store import Store, open_store, ts
 from tests.test_ari_client import PASSWORD, USER, FakeAri, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ari"
@@ -62,7 +62,7 @@ dtmf_gap_s = 3.0
 
 @pytest.fixture
 def db(ari_config: Config) -> Iterator[Store]:
-    s = Store(ari_config.store.path, create=True)
+    s = open_store(ari_config.store, create=True)
     yield s
     s.close()
 

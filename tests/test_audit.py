@@ -119,6 +119,7 @@ def test_missing_store_exits_1(tmp_path, config_path):
     assert not (tmp_path / "sentinelle.db").exists()
 
 
+@pytest.mark.sqlite_only
 def test_integrity_problem_exits_1(config, config_path, lawful):
     assert lawful.check_integrity() == []
     lawful.checkpoint()

@@ -15,7 +15,7 @@ import pytest
 
 from sentinelle.core import calendar
 from sentinelle.pbx import holiday_cache
-from sentinelle.store import ConsentProof, Store
+from sentinelle.store import ConsentProof
 from tests.helpers.fakeasterisk import headers_for
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -40,6 +40,7 @@ def _fresh_calendars():
     calendar._calendar.cache_clear()
 
 
+@pytest.mark.sqlite_only
 def test_classic_agi_imports_only_what_a_check_needs(config_path, store, tmp_path):
     """Run the console script's code in a subprocess, as Asterisk would, and
     list the modules loaded after the check. The first call builds the
@@ -190,4 +191,4 @@ def test_consented_call_through_sentinelle_agi_with_the_cache(config_path, store
                             NOW.isoformat()], input=_session(campaign="promo"),
                            capture_output=True, text=True, timeout=60)
         assert r.stdout.splitlines()[-1] == 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"', r.stderr
-    assert Store(store.path).count("attempts") == 2
+    assert store.count("attempts") == 2

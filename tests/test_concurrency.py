@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sentinelle.config import load_config
 from sentinelle.guard import Request, check
-from sentinelle.store import ConsentProof, Store
+from sentinelle.store import ConsentProof, open_store
 
 PARIS = ZoneInfo("Europe/Paris")
 AT = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
@@ -17,7 +17,7 @@ AT = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
 
 def _agent(config_path: str, barrier, results) -> None:
     config = load_config(config_path)
-    store = Store(config.store.path, busy_timeout_ms=10_000)
+    store = open_store(config.store, busy_timeout_ms=10_000)
     barrier.wait()
     d = check(config, store, Request(dialled="06 12 34 56 78", at=AT, campaign="promo",
                                      caller_id="0162000000", record=True, source="agi"))
@@ -26,7 +26,7 @@ def _agent(config_path: str, barrier, results) -> None:
 
 
 def test_twenty_processes_same_number_same_instant(config_path, config):
-    store = Store(config.store.path, create=True)
+    store = open_store(config.store, create=True)
     store.add_consent("acme", "+33612345678",
                       ConsentProof(source="web", given_at=AT - timedelta(days=3)))
     ctx = mp.get_context("spawn")

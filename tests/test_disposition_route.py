@@ -78,7 +78,8 @@ def test_errors_are_said_so_the_agent_hears_them(config, store, tmp_path):
     assert "no attempt id" in no_attempt.variables["SENTINELLE_REASON"]
     assert not store.timeline("+33612345678")["refusals"]
     gone = dataclasses.replace(config, store=dataclasses.replace(
-        config.store, path=str(Path(tmp_path) / "missing" / "sentinelle.db")))
+        config.store, path=str(Path(tmp_path) / "missing" / "sentinelle.db"),
+        url="postgresql://sentinelle@127.0.0.1:9/none" if config.store.url else ""))
     (down,) = session(gone, disposition("refused", attempt))
     assert down.variables["SENTINELLE_DISPOSITION"] == "ERROR"
     assert "store" in down.variables["SENTINELLE_REASON"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sentinelle.evidence.export import COLUMNS
-from sentinelle.store import ConsentProof, Store
+from sentinelle.store import ConsentProof, open_store
 from tests.helpers.evidence_helpers import PARIS, call, invoker, populate
 
 DOC = Path(__file__).parent.parent / "README.md"
@@ -146,7 +146,7 @@ def _fill(path: Path, n: int) -> None:
     from sentinelle.config import load_config
 
     config = load_config(str(path.parent / "sentinelle.toml"))
-    with Store(path, create=True) as store:
+    with open_store(config.store, create=True) as store:
         call(config, store, "0612345678", datetime(2026, 9, 1, 10, 30, tzinfo=PARIS))
         call(config, store, "0612345678", datetime(2026, 9, 1, 21, 30, tzinfo=PARIS))
 

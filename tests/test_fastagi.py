@@ -16,7 +16,8 @@ from sentinelle.config import Config
 from sentinelle.core.clock import frozen
 from sentinelle.pbx.agi import ascii_safe, is_masked
 from sentinelle.pbx.server import FastAgiServer
-from sentinelle.store import ConsentProof, Store
+from sentinelle.store import ConsentProof, Store, open_store
+from sentinelle.store.hot import HotPath
 from tests.helpers.fakeasterisk import call, headers_for
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -98,6 +99,7 @@ def test_masked_presentation_is_R40(config, store):
     assert "R-40" in res.variables.get("SENTINELLE_RULES", "").split(",")
 
 
+@pytest.mark.sqlite_only
 def test_missing_store_fails_closed_then_recovers(config, tmp_path):
     """No store file: BLOCK with SYS-STORE; once created, the same server allows."""
     async def scenario():
@@ -105,7 +107,7 @@ def test_missing_store_fails_closed_then_recovers(config, tmp_path):
         _, port = await srv.start()
         try:
             first = await call(port, headers_for("0612345678"))
-            s = Store(config.store.path, create=True)
+            s = open_store(config.store, create=True)
             _consent(s, "+33612345678")
             s.close()
             second = await call(port, headers_for("0612345678"))
@@ -354,6 +356,7 @@ def test_sentinelle_agi_entry_point_as_asterisk_runs_it(config_path, store, tmp_
     assert store.count("decisions") == 1
 
 
+@pytest.mark.sqlite_only
 def test_serve_checkpoints_the_wal_off_the_check_path(config, tmp_path, monkeypatch):
     """Under `serve`, the check connection never checkpoints (wal_autocheckpoint=0)
     and a background checkpointer keeps the WAL bounded; SIGTERM stops it."""
@@ -406,7 +409,7 @@ def test_serve_checkpoints_the_wal_off_the_check_path(config, tmp_path, monkeypa
     # pages each); with it, it is truncated back below the threshold.
     assert max(sizes) < 2 * 1024 * 1024, sizes
     assert wal.stat().st_size < 256 * 1024 if wal.exists() else True
-    with Store(cfg.store.path) as st:
+    with open_store(cfg.store) as st:
         assert st.count("decisions") == 360
 
 
@@ -423,13 +426,13 @@ def test_timeout_honours_a_fail_open_campaign_given_by_channel_variable(config, 
     cfg = dataclasses.replace(config, campaigns=campaigns)
     _consent(store, "+33612345678")
     released = threading.Event()
-    slow_check = Store.check_and_record
+    slow_check = HotPath.check_and_record
 
     def stuck(self, *args, **kwargs):  # a store that hangs past the request's deadline
         released.wait(5)
         return slow_check(self, *args, **kwargs)
 
-    monkeypatch.setattr(Store, "check_and_record", stuck)
+    monkeypatch.setattr(HotPath, "check_and_record", stuck)
 
     async def scenario():
         srv = _serve(cfg, request_timeout_s=0.3)

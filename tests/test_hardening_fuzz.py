@@ -49,7 +49,7 @@ from sentinelle.guard import Request, check
 from sentinelle.imports import ImportRejected, bloctel_number, import_bloctel, import_csv
 from sentinelle.logs import JsonFormatter
 from sentinelle.pbx.server import FastAgiServer
-from sentinelle.store import Store, e164_int
+from sentinelle.store import Store, e164_int, open_store
 from tests.helpers.fakeasterisk import headers_for
 from tests.helpers.hardening_support import report
 
@@ -148,7 +148,7 @@ def fuzz_server(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("fuzz")
     (tmp / "sentinelle.toml").write_text(FUZZ_CONFIG)
     config = load_config(str(tmp / "sentinelle.toml"))
-    Store(config.store.path, create=True).close()
+    open_store(config.store, create=True).close()
     unexpected = Unexpected()
     logger = logging.getLogger("sentinelle")
     logger.addHandler(unexpected)
@@ -676,7 +676,7 @@ def test_fuzz_dialled_strings_never_crash_and_never_allow_unparsed(tmp_path_fact
     the check never raises, and an ALLOW needs a number the parser accepts."""
     tmp = tmp_path_factory.mktemp("dialled")
     config = parse_config(tomllib.loads(FUZZ_CONFIG), base_dir=tmp)
-    with Store(config.store.path, create=True) as store:
+    with open_store(config.store, create=True) as store:
         for campaign in ("svc", "promo"):
             d = check(config, store, Request(dialled=dialled, at=TUESDAY, campaign=campaign,
                                              caller_id="0162000000", record=True))

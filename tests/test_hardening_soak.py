@@ -37,7 +37,7 @@ from sentinelle.config import load_config
 from sentinelle.core.numbers import Kind, NumberError, parse
 from sentinelle.evidence.audit import audit, audit_path
 from sentinelle.guard import Request, check
-from sentinelle.store import ConsentProof, Store, e164_int, ts
+from sentinelle.store import ConsentProof, Store, e164_int, open_store, ts
 from tests.helpers.hardening_support import report, scaled
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -168,7 +168,7 @@ def worker(config_path: str, numbers: list[str], seed_value: int, quota: int, un
            step_s: float, lock, frontier, results) -> None:
     rng = random.Random(seed_value)
     config = load_config(config_path)
-    store = Store(config.store.path, busy_timeout_ms=config.store.busy_timeout_ms)
+    store = open_store(config.store, busy_timeout_ms=config.store.busy_timeout_ms)
     hot = numbers[:30]
     stats: Counter[str] = Counter()
     done = 0
@@ -283,7 +283,7 @@ def _store_with(tmp_path: Path) -> tuple[sqlite3.Connection, object]:
     config_path = tmp_path / "sentinelle.toml"
     config_path.write_text(SOAK_CONFIG)
     config = load_config(str(config_path))
-    Store(config.store.path, create=True).close()
+    open_store(config.store, create=True).close()
     return sqlite3.connect(config.store.path, isolation_level=None), config
 
 
@@ -344,7 +344,7 @@ def test_checker_detects_each_kind_of_violation(tmp_path, case):
             _attempt(conn, e, TUE + timedelta(days=d))
         conn.execute("INSERT INTO refusals (professional, campaign, e164, at, source) VALUES"
                      " ('acme', 'promo', ?, ?, 't')", (e, ts(TUE - timedelta(days=60))))
-    with Store(config.store.path) as store:
+    with open_store(config.store) as store:
         result = audit(store, config)
     rules = sorted({v.rule for v in result.violations})
     if case == "clean":
@@ -363,7 +363,7 @@ def test_checker_detects_a_banned_sector_attempt(tmp_path):
     config_path.write_text(SOAK_CONFIG + '\n[campaigns.reno]\nprofessional = "acme"\n'
                                          'sector = "energy-renovation"\n')
     config = load_config(str(config_path))
-    Store(config.store.path, create=True).close()
+    open_store(config.store, create=True).close()
     conn = sqlite3.connect(config.store.path, isolation_level=None)
     for e in ("+33612345678", "+33611111111"):
         _consent(conn, e, TUE - timedelta(days=40))
@@ -384,7 +384,7 @@ def test_consent_older_than_a_refusal_outside_the_history_horizon(tmp_path):
     config_path = tmp_path / "sentinelle.toml"
     config_path.write_text(SOAK_CONFIG)
     config = load_config(str(config_path))
-    store = Store(config.store.path, create=True)
+    store = open_store(config.store, create=True)
     e = "+33612345678"
     refusal = TUE - timedelta(days=100)
     store.add_refusal("acme", "promo", e, refusal, "t")

@@ -25,7 +25,7 @@ from matplotlib.dates import date2num, num2date
 
 from sentinelle.config import Config, load_config
 from sentinelle.evidence import report
-from sentinelle.store import Store
+from sentinelle.store import Store, open_store
 from tests.helpers.evidence_helpers import PARIS, invoker, populate_span
 from tests.helpers.testconfig import CONFIG
 from tests.test_report import CHARTS, Figures, run_chromium
@@ -64,7 +64,7 @@ def spans(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Span]]
         path = root / "sentinelle.toml"
         path.write_text(CONFIG.replace('"sentinelle.db"', f'"{root / "sentinelle.db"}"'))
         config = load_config(str(path))
-        store = Store(config.store.path, create=True)
+        store = open_store(config.store, create=True)
         populate_span(config, store, first, days, per_day)
         out[name] = Span(name, first, days, config, path, store)
     yield out

@@ -94,8 +94,9 @@ def test_purge_runs_in_small_batches(config, store):
     at = ts(NOW - 4 * YEAR)
 
     def fill(conn):
-        conn.executemany("INSERT INTO decisions (at, verdict, e164) VALUES (?, 'allow', ?)",
-                         [(at, f"+3361234{i:04d}") for i in range(95)])
+        for i in range(95):
+            conn.execute("INSERT INTO decisions (at, verdict, e164) VALUES (?, 'allow', ?)",
+                         (at, f"+3361234{i:04d}"))
     store.run(fill, immediate=True)
     seen = []
     result = purge(store, purge_bounds(NOW, 3 * YEAR, 365), batch=10,

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sentinelle.guard import Request, check
-from sentinelle.store import SCHEMA_VERSION, ConsentProof, Store, StoreError
+from sentinelle.store import SCHEMA_VERSION, ConsentProof, Store, StoreError, open_store
 
 PARIS = ZoneInfo("Europe/Paris")
 AT = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
@@ -57,9 +57,10 @@ def test_decision_log_is_append_only_and_keeps_inputs(config, store):
         store.run(lambda c: c.execute("UPDATE decisions SET verdict='block'"), immediate=True)
 
 
+@pytest.mark.sqlite_only
 def test_locked_store_blocks_with_reason_then_recovers(config, store, tmp_path):
     _consent(store)
-    fast = Store(config.store.path, busy_timeout_ms=100)
+    fast = open_store(config.store, busy_timeout_ms=100)
     locker = sqlite3.connect(config.store.path, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
     try:
@@ -79,6 +80,7 @@ def test_corrupt_store_blocks(config, tmp_path):
         Store(path)
 
 
+@pytest.mark.sqlite_only
 def test_replaced_or_deleted_file_is_detected(config, store):
     """Writing to a deleted inode would silently lose records."""
     _consent(store)
@@ -103,7 +105,7 @@ def test_refusal_idempotent_per_attempt_and_revokes_consent(store):
     assert revoked is not None
 
 
-def test_bloctel_snapshot_switch_is_atomic(config, store):
+def test_bloctel_snapshot_switch_is_atomic(config, store, backend):
     sid = store.begin_snapshot("acme", date(2026, 7, 1), "opposed", "a.txt")
     store.load_snapshot(sid, [33612345678])
     assert store.commit_snapshot(sid) == 1
@@ -114,14 +116,22 @@ def test_bloctel_snapshot_switch_is_atomic(config, store):
     store.load_snapshot(sid2, [33699999999])
     h = store.history("acme", "+33612345678", datetime(2026, 7, 21, 11, tzinfo=PARIS))
     assert h.bloctel.snapshot_date == date(2026, 7, 1) and h.bloctel.listed
-    # ... until it commits; the old snapshot table is gone.
+    # ... until it commits; the old snapshot table is gone (SQLite: at the
+    # switch; PostgreSQL: at the next import, as a check may still probe it).
     store.commit_snapshot(sid2)
     h = store.history("acme", "+33612345678", datetime(2026, 7, 21, 11, tzinfo=PARIS))
     assert h.bloctel.snapshot_date == date(2026, 7, 20) and not h.bloctel.listed
-    tables = store.run(lambda c: [r[0] for r in c.execute(
-        "SELECT name FROM sqlite_master WHERE name LIKE 'bloctel\\_%' ESCAPE '\\'")])
-    assert tables == [f"bloctel_{sid2}", "bloctel_snapshots"] or sorted(tables) == sorted(
-        [f"bloctel_{sid2}", "bloctel_snapshots"])
+    if backend == "postgresql":
+        assert _snapshot_tables(store, backend) == [f"bloctel_{sid}", f"bloctel_{sid2}"]
+        store.abort_snapshot(store.begin_snapshot("acme", date(2026, 7, 22), "opposed", "c"))
+    assert _snapshot_tables(store, backend) == [f"bloctel_{sid2}"]
+
+
+def _snapshot_tables(store, backend: str) -> list[str]:
+    sql = ("SELECT name FROM sqlite_master WHERE type = 'table'" if backend == "sqlite" else
+           "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+    return sorted(r[0] for r in store.run(lambda c: c.execute(sql).fetchall())
+                  if r[0].startswith("bloctel_") and r[0][8:].isdigit())
 
 
 def test_orphan_loading_snapshot_is_swept_by_next_import(store):
@@ -163,16 +173,16 @@ def test_v1_store_is_migrated_in_place(tmp_path):
     store.close()
 
 
-def test_internal_error_is_sys_error_and_honours_fail_open(config, store):
+def test_internal_error_is_sys_error_and_honours_fail_open(config, store, monkeypatch):
     """An unexpected exception on the call path blocks with SYS-ERROR, and the
     campaign's fail_open choice applies to it as to any sentinelle fault."""
     import dataclasses
 
-    class Broken(Store):
-        def check_and_record(self, *args, **kwargs):
-            raise RuntimeError("boom")
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
 
-    broken = Broken(config.store.path)
+    broken = store
+    monkeypatch.setattr(broken, "check_and_record", boom)
     d = check(config, broken, _req())
     assert not d.allowed and d.rules == ("SYS-ERROR",) and "boom" in d.reasons[0]
     assert d.campaign == "promo"
@@ -180,4 +190,3 @@ def test_internal_error_is_sys_error_and_honours_fail_open(config, store):
     campaigns["promo"] = dataclasses.replace(campaigns["promo"], fail_open=True)
     d = check(dataclasses.replace(config, campaigns=campaigns), broken, _req())
     assert d.allowed and d.notes[0].startswith("SYS-ERROR fail-open")
-    broken.close()

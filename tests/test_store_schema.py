@@ -57,6 +57,7 @@ def test_v2_store_gains_slot_used_backfilled_once(tmp_path):
     again.close()
 
 
+@pytest.mark.sqlite_only
 def test_new_store_column_is_not_null_with_default(store):
     cols = {r[1]: r for r in store.run(lambda c: c.execute("PRAGMA table_info(decisions)")
                                        .fetchall())}

@@ -53,6 +53,9 @@ class ServerConfig:
     request_timeout_s: float = 2.0
     header_timeout_s: float = 2.0
     max_connections: int = 256
+    # FastAGI processes sharing the port (SO_REUSEPORT); more than one needs
+    # PostgreSQL (SQLite serialises its writers: more processes only queue).
+    workers: int = 1
     # Read by `serve --check-config` to spot dialplan/feature conflicts, when readable.
     asterisk_etc: str = "/etc/asterisk"
 
@@ -126,8 +129,18 @@ class ApiClient:
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     path: str = DEFAULT_STORE
+    # postgresql://user@host:5432/db: one store shared by several PBXs (empty:
+    # the SQLite file at `path`). libpq options (sslmode=...) pass through.
+    url: str = ""
+    password_file: str = ""  # else libpq's PGPASSWORD / ~/.pgpass; never in the URL
+    pool_size: int = 4  # PostgreSQL connections per process
     busy_timeout_ms: int = 1500
     synchronous: str = "normal"  # "full" survives power loss at a latency cost
+
+    @property
+    def where(self) -> str:
+        """The store, for messages: the file, or the URL (it holds no password)."""
+        return self.url or self.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,12 +383,52 @@ def _section(table: _Table, prefix: str, cls: type[Any], *, extra: AbstractSet[s
     return values
 
 
+def store_at(url: str, password_file: str = "") -> StoreConfig:
+    """The store a URL names (`sqlite:///PATH` or `postgresql://...`), with
+    the other settings at their defaults: for commands that take a store on
+    their command line (`sentinelle store copy`)."""
+    store = _store_url(StoreConfig(url=url, password_file=password_file), Path.cwd())
+    if not store.url and not url.startswith("sqlite:///"):
+        raise ConfigError("store.url", "is empty")
+    return store
+
+
+def _store_url(store: StoreConfig, base_dir: Path) -> StoreConfig:
+    """`store.url`: PostgreSQL for several PBXs, or `sqlite:///PATH` (the same
+    as `store.path`). A password in the URL is refused: the config file is
+    read by people and tools that must not learn it."""
+    url = store.url.strip()
+    if not url:
+        return store
+    if url.startswith("sqlite:///"):
+        return replace(store, url="", path=url[len("sqlite://"):])
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store.url", f"must be postgresql://USER@HOST:PORT/DB or sqlite:///PATH,"
+                          f" got {url.split('://')[0]!r}://...")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ConfigError("store.url", f"not a valid URL: {exc}") from None
+    if parts.password is not None:
+        raise ConfigError("store.url", "holds a password: put it in store.password_file "
+                          "(mode 600) or PGPASSWORD, not in the URL")
+    if not parts.path.strip("/"):
+        raise ConfigError("store.url", "names no database (postgresql://USER@HOST:PORT/DB)")
+    return replace(store, url=url)
+
+
 def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>") -> Config:
     _check_keys(raw, "<top>", {"store", "policy", "professionals", "campaigns", "server", "ari",
                                "metrics", "http"})
     store = StoreConfig(**_section(_table(raw, "store"), "store", StoreConfig))
+    store = _store_url(store, base_dir)
     if store.path != ":memory:" and not Path(store.path).is_absolute():
         store = replace(store, path=str(base_dir / store.path))
+    if store.password_file and not Path(store.password_file).is_absolute():
+        store = replace(store, password_file=str(base_dir / store.password_file))
+    if store.pool_size < 1:
+        raise ConfigError("store.pool_size", f"must be >= 1, got {store.pool_size!r}")
     if store.busy_timeout_ms < 0:
         raise ConfigError("store.busy_timeout_ms", f"must be >= 0, got {store.busy_timeout_ms!r}")
 
@@ -417,6 +470,11 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
     if (":" not in server.listen or not server.listen.rsplit(":", 1)[1].isdigit()
             or int(server.listen.rsplit(":", 1)[1]) > 65535):
         raise ConfigError("server.listen", f"must be HOST:PORT, got {server.listen!r}")
+    if not 1 <= server.workers <= 64:
+        raise ConfigError("server.workers", f"must be 1..64, got {server.workers!r}")
+    if server.workers > 1 and not store.url:
+        raise ConfigError("server.workers", "more than 1 needs a PostgreSQL store (store.url):"
+                          " SQLite serialises its writers, extra processes would only queue")
     for key in ("request_timeout_s", "header_timeout_s", "max_connections"):
         _positive(getattr(server, key), f"server.{key}")
 

@@ -27,7 +27,7 @@ from sentinelle.config import Config, ConfigError
 from sentinelle.core.clock import FUTURE_TOLERANCE, system_clock
 from sentinelle.core.model import Disposition
 from sentinelle.core.numbers import Kind, NumberError, parse
-from sentinelle.store import ConsentProof, Store, from_ts
+from sentinelle.store import Backend, ConsentProof, from_ts
 
 # The clock skew tolerated between this host and a CRM, a dialer or a PBX.
 CLOCK_SKEW = FUTURE_TOLERANCE
@@ -169,7 +169,7 @@ def _text(value: str | None, field: str, *, required: bool = False, limit: int =
 # -- consents ------------------------------------------------------------------
 
 def record_consent(
-    store: Store, config: Config, *, number: str, given_at: datetime, source: str,
+    store: Backend, config: Config, *, number: str, given_at: datetime, source: str,
     campaign: str | None = None, professional: str | None = None, channel: str = "",
     wording: str = "", evidence_ref: str = "", slot_from: datetime | None = None,
     slot_until: datetime | None = None, now: datetime | None = None,
@@ -201,7 +201,7 @@ def _slot(value: datetime | None, field: str) -> datetime | None:
 
 
 def revoke_consents(
-    store: Store, config: Config, *, number: str, campaign: str | None = None,
+    store: Backend, config: Config, *, number: str, campaign: str | None = None,
     professional: str | None = None, at: datetime | None = None, now: datetime | None = None,
 ) -> RevocationResult:
     """The callee withdrew consent: every live consent to this professional
@@ -226,7 +226,7 @@ class _Target:
     attempt_at: datetime | None
 
 
-def _target(store: Store, config: Config, attempt_id: int | None, number: str | None,
+def _target(store: Backend, config: Config, attempt_id: int | None, number: str | None,
             campaign: str | None) -> _Target:
     if attempt_id is None:
         if number is None:
@@ -258,7 +258,7 @@ def _refusal_instant(target: _Target, at: datetime | None, now: datetime) -> dat
     return when
 
 
-def _refuse(store: Store, target: _Target, when: datetime, source: str) -> RefusalResult:
+def _refuse(store: Backend, target: _Target, when: datetime, source: str) -> RefusalResult:
     if target.attempt_id is None and when in store.history(target.professional, target.e164,
                                                            when).refusals:
         new = False  # the same refusal reported again (a retry): one refusal
@@ -270,7 +270,7 @@ def _refuse(store: Store, target: _Target, when: datetime, source: str) -> Refus
 
 
 def record_refusal(
-    store: Store, config: Config, *, at: datetime | None = None, source: str,
+    store: Backend, config: Config, *, at: datetime | None = None, source: str,
     attempt_id: int | None = None, number: str | None = None, campaign: str | None = None,
     now: datetime | None = None,
 ) -> RefusalResult:
@@ -294,7 +294,7 @@ def disposition_code(value: str) -> Disposition:
 
 
 def record_disposition(
-    store: Store, config: Config, *, code: str | Disposition, at: datetime | None = None,
+    store: Backend, config: Config, *, code: str | Disposition, at: datetime | None = None,
     source: str, attempt_id: int | None = None, number: str | None = None,
     campaign: str | None = None, now: datetime | None = None,
 ) -> DispositionResult:
@@ -326,7 +326,7 @@ def record_disposition(
                              optout)
 
 
-def _nearest_attempt(store: Store, target: _Target, when: datetime) -> _Target:
+def _nearest_attempt(store: Backend, target: _Target, when: datetime) -> _Target:
     """The call a disposition by number is about: the latest attempt of this
     professional on this callee from DISPOSITION_WINDOW before `when` to
     CLOCK_SKEW after it (a dialer may stamp the call's start, a hair before

@@ -23,7 +23,7 @@ import click
 from sentinelle.config import Config, ConfigError, load_config
 from sentinelle.core.clock import parse_instant
 from sentinelle.core.numbers import Kind, NumberError, parse
-from sentinelle.store import Store, StoreError, from_ts
+from sentinelle.store import AnyStore, StoreError, from_ts, is_postgres, open_store
 
 EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE = 0, 1, 2
 
@@ -42,11 +42,11 @@ class Ctx:
                 fail(str(exc))
         return self._config
 
-    def store(self, create: bool = True) -> Store:
+    def store(self, create: bool = True) -> AnyStore:
         c = self.config.store
-        refuse_root_on_service_store(c.path)
-        return Store(c.path, create=create, busy_timeout_ms=c.busy_timeout_ms,
-                     synchronous=c.synchronous)
+        if not is_postgres(c):
+            refuse_root_on_service_store(c.path)
+        return open_store(c, create=create, pool_size=1)
 
     def professional(self, campaign: str | None) -> str:
         try:

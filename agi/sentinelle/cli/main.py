@@ -1,7 +1,7 @@
 """The `sentinelle` command line: one group, every command added by name.
 
 The commands live in modules named for what they act on (decide, facts,
-imports, service, evidence); this module only assembles them, so no command
+imports, service, evidence, scrub, store); this module only assembles them, so no command
 module imports another and there is no import circle.
 """
 
@@ -12,7 +12,7 @@ import sys
 import click
 
 from sentinelle import __version__, logs
-from sentinelle.cli import decide, evidence, facts, imports, scrub, service
+from sentinelle.cli import decide, evidence, facts, imports, scrub, service, store
 from sentinelle.cli.common import Ctx
 
 
@@ -36,6 +36,7 @@ for command in (
     evidence.export_cmd, evidence.explain_cmd, evidence.report_cmd, evidence.audit_cmd,
     evidence.purge_cmd, evidence.forget_cmd,
     scrub.scrub_cmd,
+    store.store_group,
 ):
     main.add_command(command)
 

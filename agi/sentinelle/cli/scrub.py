@@ -12,7 +12,7 @@ import click
 from sentinelle.cli.common import EXIT_BLOCK, INSTANT, Ctx, atomic_output, fail
 from sentinelle.config import ConfigError
 from sentinelle.core.clock import system_clock
-from sentinelle.store import Store, StoreError
+from sentinelle.store import StoreError, open_store
 
 
 @click.command("scrub")
@@ -58,8 +58,8 @@ def scrub_cmd(ctx: Ctx, leads: str, campaign: str, at: datetime | None, out: str
                 open(leads, encoding="utf-8-sig", newline=""))
             lead_list = open_leads(source, options)
             sc = config.store
-            store = stack.enter_context(Store(sc.path, create=False,
-                                              busy_timeout_ms=sc.busy_timeout_ms))
+            store = open_store(sc, pool_size=1)
+            stack.callback(store.close)
             pipeline: Pipeline
             if jobs > 1:
                 pipeline = stack.enter_context(ScrubPool(config, campaign, when, jobs=jobs,

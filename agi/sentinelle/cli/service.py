@@ -48,12 +48,18 @@ def serve_cmd(ctx: Ctx, listen: str | None, at: datetime | None, check_config: b
         for warning in check_asterisk_dir(Path(config.server.asterisk_etc)):
             click.echo(f"warning: {warning}", err=True)
         click.echo(f"config ok: {config.source} ({len(config.campaigns)} campaign(s), "
-                   f"store {config.store.path}, listen {config.server.listen})")
+                   f"store {config.store.where}, listen {config.server.listen})")
         return
     logging_level = logging.getLogger("sentinelle").level
     if logging_level > logging.INFO:
         logs.setup("INFO")
     try:
+        if config.server.workers > 1:
+            from sentinelle.service.serve import warn_permissions
+            from sentinelle.service.workers import supervise
+
+            warn_permissions(config)
+            raise SystemExit(supervise(config, at))
         asyncio.run(run(config, at))
     except (StoreError, OSError) as exc:
         fail(str(exc), EXIT_BLOCK)

@@ -26,7 +26,7 @@ from sentinelle.core.clock import Clock
 from sentinelle.facts import FactError
 from sentinelle.http.auth import Authenticator, require
 from sentinelle.http.errors import ApiError, error_response
-from sentinelle.store import Store, StoreError
+from sentinelle.store import AnyStore, StoreError, open_store
 from sentinelle.store.idempotency import Ledger
 
 log = logging.getLogger("sentinelle.http")
@@ -50,16 +50,14 @@ class Api:
         self._local = threading.local()
         self.scrub_lock = asyncio.Lock()
 
-    def _store(self) -> Store:
-        store: Store | None = getattr(self._local, "store", None)
+    def _store(self) -> AnyStore:
+        store: AnyStore | None = getattr(self._local, "store", None)
         if store is None:
             sc = self.config.store
-            store = self._local.store = Store(sc.path, create=False,
-                                              busy_timeout_ms=sc.busy_timeout_ms,
-                                              synchronous=sc.synchronous)
+            store = self._local.store = open_store(sc, pool_size=1)
         return store
 
-    async def db(self, fn: Callable[[Store], T]) -> T:
+    async def db(self, fn: Callable[[AnyStore], T]) -> T:
         """Run `fn` with the worker's store connection, off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(self._store()))

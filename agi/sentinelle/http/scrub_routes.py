@@ -39,7 +39,7 @@ from sentinelle.scrub import (
     scrub,
     serial,
 )
-from sentinelle.store import Store
+from sentinelle.store import open_store
 
 log = logging.getLogger("sentinelle.http")
 CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
@@ -112,7 +112,7 @@ async def scrub_route(api: Api, request: web.Request, client: ApiClient) -> web.
 
         def work() -> dict[str, Any]:
             sc = api.config.store
-            with Store(sc.path, create=False, busy_timeout_ms=sc.busy_timeout_ms) as store:
+            with open_store(sc, pool_size=1) as store:
                 decide: Callable[[list[str]], list[LeadVerdict]] = Scrubber(
                     api.config, store, campaign, options.at, caller_id).verdicts
                 return scrub(leads, serial(decide), options, write).to_dict()

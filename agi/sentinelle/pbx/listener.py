@@ -52,7 +52,7 @@ from sentinelle.core.model import Outcome
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx import recording
 from sentinelle.pbx.ari import AriClient, Event
-from sentinelle.store import Store, StoreError
+from sentinelle.store import Backend, StoreError
 from sentinelle.store.handle import StoreHandle
 
 log = logging.getLogger("sentinelle.listener")
@@ -188,13 +188,13 @@ class Listener:
 
     # -- the store, in its own thread (SQLite calls block) ------------------------
 
-    async def _db(self, what: str, fn: Callable[[Store], T], **fields: Any) -> T | None:
+    async def _db(self, what: str, fn: Callable[[Backend], T], **fields: Any) -> T | None:
         """Run `fn(store)` in the listener's store thread; retry transient
         faults, then log everything needed to enter the fact by hand."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._db_sync, what, fn, fields)
 
-    def _db_sync(self, what: str, fn: Callable[[Store], T], fields: dict[str, Any]) -> T | None:
+    def _db_sync(self, what: str, fn: Callable[[Backend], T], fields: dict[str, Any]) -> T | None:
         error = ""
         for attempt in range(STORE_RETRIES):
             try:
@@ -373,7 +373,7 @@ class Listener:
     async def refuse(self, attempt_id: int, source: str, at: datetime) -> bool:
         """R-31 for the callee of this attempt; idempotent per attempt."""
 
-        def write(store: Store) -> tuple[bool, dict[str, Any] | None]:
+        def write(store: Backend) -> tuple[bool, dict[str, Any] | None]:
             row = store.attempt(attempt_id)
             if row is None:
                 return False, None
@@ -405,7 +405,7 @@ class Listener:
         if code in (REFUSED, DO_NOT_CALL):
             await self.refuse(attempt_id, f"disposition:{code}", at)
         if code == DO_NOT_CALL:
-            def optout(store: Store) -> bool | None:
+            def optout(store: Backend) -> bool | None:
                 row = store.attempt(attempt_id)
                 if row is None:
                     return None

@@ -51,7 +51,7 @@ from sentinelle.pbx.agi import (
 )
 from sentinelle.pbx.routes import ROUTES
 from sentinelle.pbx.session import Session, Stats, StoreWork
-from sentinelle.store import Store, StoreBusy, StoreError
+from sentinelle.store import Backend, StoreBusy, StoreError
 from sentinelle.store.handle import StoreHandle
 
 log = logging.getLogger("sentinelle.fastagi")
@@ -93,12 +93,15 @@ class FastAgiServer:
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def start(self) -> tuple[str, int]:
+    async def start(self, reuse_port: bool = False) -> tuple[str, int]:
+        """`reuse_port`: several worker processes bind the same port and the
+        kernel spreads the PBX's connections over them (SO_REUSEPORT)."""
         sc = self.config.server
         self._server = await asyncio.start_server(self._accept, sc.host, sc.port,
-                                                  limit=MAX_LINE, backlog=512)
+                                                  limit=MAX_LINE, backlog=512,
+                                                  reuse_port=reuse_port or None)
         host, port = self._server.sockets[0].getsockname()[:2]
-        logs.event(log, "listening", host=host, port=port, store=self.config.store.path)
+        logs.event(log, "listening", host=host, port=port, store=self.config.store.where)
         return host, port
 
     async def stop(self, grace_s: float = 5.0) -> None:
@@ -264,7 +267,7 @@ class FastAgiServer:
             if budget_ms <= 0:
                 return None
             wait_ms = min(budget_ms, wait_ms)
-        store: Store | None = None
+        store: Backend | None = None
         error = None
         try:
             store = self._store.get(wait_ms)

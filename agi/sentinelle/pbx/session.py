@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar
 from sentinelle.config import Config
 from sentinelle.core.model import Decision
 from sentinelle.pbx.agi import AgiChannel, AgiError
-from sentinelle.store import Store
+from sentinelle.store import Backend
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -36,7 +36,7 @@ class StoreWork(Protocol[T_co]):
     StoreBusy rather than wait for a lock, having written nothing, and it is
     run again in the store thread where it may wait."""
 
-    def __call__(self, store: Store | None, error: str | None, may_wait: bool) -> T_co: ...
+    def __call__(self, store: Backend | None, error: str | None, may_wait: bool) -> T_co: ...
 
 
 class StoreRunner(Protocol):

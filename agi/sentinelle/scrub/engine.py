@@ -19,7 +19,7 @@ from sentinelle.core.model import Call, Decision, History
 from sentinelle.core.numbers import Kind, Number, NumberError, parse
 from sentinelle.core.rules import decide
 from sentinelle.guard import Request, resolve_call
-from sentinelle.store import Store
+from sentinelle.store import Backend
 
 # What it takes, besides time, to lift a rule: the `needs` column. A rule
 # missing here still needs something nobody named: "review".
@@ -93,7 +93,7 @@ class Scrubber:
     """Decides for many numbers of one campaign at one instant, reading the
     store and writing nothing. One per thread or process (a Store is)."""
 
-    def __init__(self, config: Config, store: Store, campaign: str, at: datetime,
+    def __init__(self, config: Config, store: Backend, campaign: str, at: datetime,
                  caller_id: str | None = None, masked: bool = False) -> None:
         config.campaign(campaign)  # ConfigError now, not once per lead
         self.config = config

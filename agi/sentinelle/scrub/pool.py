@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sentinelle.config import Config
 from sentinelle.scrub.engine import LeadVerdict, Scrubber
-from sentinelle.store import Store
+from sentinelle.store import open_store
 
 _scrubber: Scrubber | None = None
 
@@ -31,7 +31,7 @@ def _init(config: Config, campaign: str, at: datetime, caller_id: str | None, ma
         with suppress(OSError):  # a sandbox may forbid it: then at normal priority
             os.nice(nice)
     sc = config.store
-    store = Store(sc.path, create=False, busy_timeout_ms=sc.busy_timeout_ms)
+    store = open_store(sc, pool_size=1)
     _scrubber = Scrubber(config, store, campaign, at, caller_id, masked)
 
 

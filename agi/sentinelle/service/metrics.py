@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from sentinelle import logs
 from sentinelle.config import Config
 from sentinelle.core.model import PARIS, Decision
-from sentinelle.store import Store, StoreError
+from sentinelle.store import StoreError, open_store
 
 if TYPE_CHECKING:
     from sentinelle.pbx.listener import Listener
@@ -115,7 +115,7 @@ class _StoreCollector(Collector):
             labels=["professional"])
         now = self.metrics.clock()
         try:
-            store = Store(config.store.path, busy_timeout_ms=200)
+            store = open_store(config.store, busy_timeout_ms=200, pool_size=1)
             try:
                 snaps = store.snapshots()
                 soon = store.consents_expiring(now, config.policy.consent_max_age_days,

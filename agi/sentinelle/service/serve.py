@@ -18,7 +18,7 @@ from sentinelle import logs
 from sentinelle.config import Config, permission_warnings, validate_for_serving, validate_http
 from sentinelle.core.clock import frozen, system_clock
 from sentinelle.pbx.server import FastAgiServer
-from sentinelle.store import Checkpointer, Store
+from sentinelle.store import Checkpointer, is_postgres, open_store
 
 if TYPE_CHECKING:
     from sentinelle.http.server import HttpServer
@@ -37,29 +37,42 @@ def warn_permissions(config: Config) -> None:
         logs.event(log, warning, logging.WARNING)
 
 
+def prepare_store(config: Config) -> None:
+    """Create or upgrade the store's schema once, before serving."""
+    open_store(config.store, create=True, pool_size=1).close()
+
+
 async def run(config: Config, at: datetime | None = None,
-              ready: asyncio.Event | None = None) -> None:
+              ready: asyncio.Event | None = None, worker: int | None = None) -> None:
+    """`worker`: this process's index among `server.workers` (None: the only
+    one, which prepares the store itself). Only the first worker runs the
+    ARI listener, the HTTP API and the metrics endpoint."""
     validate_for_serving(config)
-    warn_permissions(config)
     sc = config.store
-    Store(sc.path, create=True, busy_timeout_ms=sc.busy_timeout_ms).close()  # schema ready
+    if worker is None:
+        warn_permissions(config)
+        prepare_store(config)
+    first = worker in (None, 0)
     clock = frozen(at) if at else system_clock
     metrics = None
-    if config.metrics.listen:
+    if config.metrics.listen and first:
         from sentinelle.service.metrics import Metrics  # local: prometheus-client only when enabled
 
         metrics = Metrics(config, clock)
-    # The check connection never checkpoints (a checkpoint inside a committing
-    # check was the p99); this thread does, on its own connection.
-    checkpointer = Checkpointer(sc.path, interval_s=CHECKPOINT_INTERVAL_S,
-                                truncate_bytes=WAL_TRUNCATE_BYTES)
-    checkpointer.start()
+    # SQLite: the check connection never checkpoints (a checkpoint inside a
+    # committing check was the p99); this thread does, on its own connection.
+    # PostgreSQL checkpoints by itself.
+    checkpointer = None if is_postgres(sc) else Checkpointer(
+        sc.path, interval_s=CHECKPOINT_INTERVAL_S, truncate_bytes=WAL_TRUNCATE_BYTES)
+    if checkpointer is not None:
+        checkpointer.start()
     server = FastAgiServer(config, clock, on_decision=metrics.observe if metrics else None,
                            wal_autocheckpoint=0)
     try:
-        await server.start()
+        await server.start(reuse_port=worker is not None)
     except BaseException:
-        await asyncio.to_thread(checkpointer.stop)
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop)
         raise
     if at:
         logs.event(log, "clock frozen (tests and demos only)", logging.WARNING, at=at.isoformat())
@@ -67,14 +80,14 @@ async def run(config: Config, at: datetime | None = None,
     # store writes run in its own thread with its own SQLite connection.
     listener: Listener | None = None
     listening: asyncio.Task[None] | None = None
-    if config.ari.url:
+    if config.ari.url and first:
         from sentinelle.pbx.listener import Listener
 
         listener = Listener(config, clock)
         listening = asyncio.create_task(listener.run(), name="sentinelle-ari")
     # The HTTP API shares the loop too: its store work runs on its own threads.
     http: HttpServer | None = None
-    if config.http.listen:
+    if config.http.listen and first:
         from sentinelle.http.server import HttpServer  # local: aiohttp only when enabled
 
         http = HttpServer(config, clock, validate_http(config))
@@ -100,12 +113,14 @@ async def run(config: Config, at: datetime | None = None,
     if http is not None:
         await http.stop()
     await server.stop()
-    await asyncio.to_thread(checkpointer.stop)
+    wal: dict[str, int] = {}
+    if checkpointer is not None:
+        await asyncio.to_thread(checkpointer.stop)
+        wal = {"checkpoints": checkpointer.runs, "wal_truncations": checkpointer.truncations,
+               "checkpoint_errors": checkpointer.errors}
     if metrics is not None:
         metrics.stop()
-    logs.event(log, "stopped", checkpoints=checkpointer.runs,
-               wal_truncations=checkpointer.truncations,
-               checkpoint_errors=checkpointer.errors, **server.stats.decisions)
+    logs.event(log, "stopped", **wal, **server.stats.decisions)
 
 
 async def run_listener(config: Config, at: datetime | None = None) -> None:
@@ -114,7 +129,7 @@ async def run_listener(config: Config, at: datetime | None = None) -> None:
 
     warn_permissions(config)
     sc = config.store
-    Store(sc.path, create=True, busy_timeout_ms=sc.busy_timeout_ms).close()  # schema ready
+    open_store(sc, create=True, pool_size=1).close()  # schema ready
     task = asyncio.create_task(listen(config, frozen(at) if at else None))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

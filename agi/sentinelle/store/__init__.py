@@ -1,11 +1,13 @@
 """The store: every fact the rules need and every decision taken, durable.
 
-All SQL lives in this package. Callers construct `Store` (the SQLite
-backend) and use it through the methods of the `Backend` protocol and the
-plain types exported here; no other layer opens a database connection.
+All SQL lives in this package. Callers open a store with `open_store`
+(SQLite `Store`, or `PgStore` when `store.url` names PostgreSQL) and use it
+through the methods of the `Backend` protocol and the plain types exported
+here; no other layer opens a database connection.
 """
 
 from sentinelle.store.backend import Backend
+from sentinelle.store.backends import AnyStore, is_postgres, open_store
 from sentinelle.store.bloctel import BLOCTEL_BATCH
 from sentinelle.store.checkpoint import Checkpointer
 from sentinelle.store.errors import SnapshotShrinks, StoreBusy, StoreError
@@ -20,6 +22,7 @@ __all__ = [
     "HISTORY_HORIZON",
     "PURGE_TABLES",
     "SCHEMA_VERSION",
+    "AnyStore",
     "Backend",
     "Checkpointer",
     "ConsentProof",
@@ -30,5 +33,7 @@ __all__ = [
     "StoreError",
     "e164_int",
     "from_ts",
+    "is_postgres",
+    "open_store",
     "ts",
 ]

@@ -67,6 +67,7 @@ class Snapshots(Database):
                                " state='loading'", (sid,)).fetchone()
             if row is None:
                 raise StoreError(f"snapshot {sid} is not being loaded")
+            self.seal_snapshot(conn, snapshot_table(sid))
             count: int = conn.execute(
                 f"SELECT count(*) FROM {snapshot_table(sid)}").fetchone()[0]  # noqa: S608
             current = conn.execute(

@@ -250,6 +250,9 @@ class SqliteDatabase(Database):
         conn.execute(f"INSERT OR IGNORE INTO {table} (e164)"  # noqa: S608 - int id
                      " SELECT value FROM json_each(?)", (data,))
 
+    def seal_snapshot(self, conn: Tx, table: str) -> None:
+        """Nothing left to do: the table was keyed from its first row."""
+
     def drop_replaced_at_switch(self) -> bool:
         # A reader holds its WAL snapshot and SQLite's schema lock: a DROP
         # waits for no one and no reader is left probing a vanished table.
@@ -269,9 +272,14 @@ class SqliteDatabase(Database):
 
         return [c[0] for c in cur.description], rows()
 
-    def insert_many(self, conn: Tx, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def copy_rows(self, conn: Tx, table: str, columns: Sequence[str],
+                  rows: Iterable[Sequence[Any]]) -> None:
         assert isinstance(conn, sqlite3.Connection)
-        conn.executemany(sql, rows)
+        conn.executemany(f"INSERT INTO {table} ({', '.join(columns)})"  # noqa: S608 - fixed names
+                         f" VALUES ({', '.join('?' * len(columns))})", rows)
+
+    def restart_ids(self, conn: Tx, table: str) -> None:
+        """Nothing to do: a rowid is always above the largest one in the table."""
 
     def check_integrity(self) -> list[str]:
         """SQLite's own check of the file (every page, index and constraint);

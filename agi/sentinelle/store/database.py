@@ -85,6 +85,10 @@ class Database:
         """Bulk-load one batch of numbers into a snapshot table; duplicates harmless."""
         raise NotImplementedError
 
+    def seal_snapshot(self, conn: Tx, table: str) -> None:
+        """Make a loaded snapshot table ready for probes (keys, statistics)."""
+        raise NotImplementedError
+
     def drop_replaced_at_switch(self) -> bool:
         """Whether a replaced snapshot's table may be dropped in the switch's own
         transaction (no reader can still be about to probe it)."""
@@ -99,6 +103,12 @@ class Database:
         """Columns and rows of a large result, read `chunk` rows at a time."""
         raise NotImplementedError
 
-    def insert_many(self, conn: Tx, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """One INSERT statement for many rows, as fast as the engine allows."""
+    def copy_rows(self, conn: Tx, table: str, columns: Sequence[str],
+                  rows: Iterable[Sequence[Any]]) -> None:
+        """Append many rows to `table` as fast as the engine allows (PostgreSQL:
+        COPY). Plain appends: a conflicting row fails the whole transaction."""
+        raise NotImplementedError
+
+    def restart_ids(self, conn: Tx, table: str) -> None:
+        """After rows were written with explicit ids: new rows get ids above them."""
         raise NotImplementedError

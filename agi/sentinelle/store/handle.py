@@ -16,24 +16,11 @@ the ARI listener uses it from its one store thread.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from sentinelle.store import Store
+from sentinelle.store.backends import AnyStore, StoreSettings, open_store
 
 T = TypeVar("T")
-
-
-class StoreSettings(Protocol):
-    """Where the store is and how to open it (config.StoreConfig fits)."""
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def busy_timeout_ms(self) -> int: ...
-
-    @property
-    def synchronous(self) -> str: ...
 
 
 class StoreHandle:
@@ -43,7 +30,7 @@ class StoreHandle:
         self.settings = settings
         self.wal_autocheckpoint = wal_autocheckpoint
         self.opened = 0  # stores opened so far: a reopen after a fault counts too
-        self._store: Store | None = None
+        self._store: AnyStore | None = None
         self._busy_ms: int | None = None
 
     @property
@@ -51,7 +38,7 @@ class StoreHandle:
         """A usable store is at hand without opening one."""
         return self._store is not None and self._store.is_open
 
-    def get(self, busy_timeout_ms: int | None = None) -> Store:
+    def get(self, busy_timeout_ms: int | None = None) -> AnyStore:
         """The store, opened now if needed. `busy_timeout_ms` (default: the
         settings') is how long its statements wait for a lock; it is applied
         only when it changes, since a PRAGMA per call is not free on the
@@ -59,14 +46,13 @@ class StoreHandle:
         wait_ms = self.settings.busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
         store = self.peek(wait_ms)
         if store is None:
-            store = Store(self.settings.path, create=False, busy_timeout_ms=wait_ms,
-                          synchronous=self.settings.synchronous,
-                          wal_autocheckpoint=self.wal_autocheckpoint)
+            store = open_store(self.settings, busy_timeout_ms=wait_ms,
+                               wal_autocheckpoint=self.wal_autocheckpoint)
             self._store, self._busy_ms = store, wait_ms
             self.opened += 1
         return store
 
-    def peek(self, busy_timeout_ms: int | None = None) -> Store | None:
+    def peek(self, busy_timeout_ms: int | None = None) -> AnyStore | None:
         """The open store, or None: never opens one (opening may wait on a
         lock or a migration, which the event loop must not)."""
         self.heal()
@@ -76,7 +62,7 @@ class StoreHandle:
             self._busy_ms = busy_timeout_ms
         return store
 
-    def run(self, fn: Callable[[Store], T], busy_timeout_ms: int | None = None) -> T:
+    def run(self, fn: Callable[[AnyStore], T], busy_timeout_ms: int | None = None) -> T:
         """`fn(store)`, then drop the store if `fn` left it poisoned, whether
         it returned or raised."""
         try:

@@ -22,7 +22,7 @@ from sentinelle.pbx import agi
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx.agi import AgiChannel, AgiError, ascii_safe
 from sentinelle.pbx.session import Session
-from sentinelle.store import Store
+from sentinelle.store import Backend
 
 
 async def route(session: Session) -> None:
@@ -63,7 +63,7 @@ def build_request(headers: Mapping[str, str], campaign: str, at: datetime,
     )
 
 
-def _decide(config: Config, request: Request, store: Store | None, error: str | None,
+def _decide(config: Config, request: Request, store: Backend | None, error: str | None,
             may_wait: bool) -> Decision:
     return check(config, store, request, store_error=error, busy_raises=not may_wait)
 

@@ -23,7 +23,7 @@ from sentinelle.pbx import agi
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx.agi import ascii_safe
 from sentinelle.pbx.session import Session
-from sentinelle.store import Store, StoreError
+from sentinelle.store import Backend, StoreError
 
 SOURCE = "fastagi"
 log = logging.getLogger("sentinelle.disposition")
@@ -43,7 +43,7 @@ async def route(session: Session) -> None:
     await session.answer(_answer(session, status, reason))
 
 
-def _record(config: Config, code: str, attempt: str, now: datetime, store: Store | None,
+def _record(config: Config, code: str, attempt: str, now: datetime, store: Backend | None,
             error: str | None, may_wait: bool) -> tuple[str, str]:
     """(status, reason); never raises: an agent keying a refusal must hear
     whether it counted."""
