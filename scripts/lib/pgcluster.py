@@ -5,6 +5,9 @@ to run as root), trust authentication on loopback only, stopped at the end.
     python3 scripts/lib/pgcluster.py start DIR   # prints the URL to use
     python3 scripts/lib/pgcluster.py stop DIR
 
+`halt(DIR)` and `resume(DIR)` stop and restart the same cluster (same data,
+port and socket): the tests of a database outage use them.
+
 Why not the distribution's own cluster: CI and developers' machines may run
 one of their own; a cluster of ours cannot clash with it, and nothing of it
 survives the run.
@@ -57,19 +60,30 @@ def start(base: Path) -> str:
     port = free_port()
     as_postgres(bin_ / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
                 "--locale=C.UTF-8", "--no-sync")
-    opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=on "
-            "-c max_connections=200 -c shared_buffers=128MB")
-    r = as_postgres(bin_ / "pg_ctl", "-D", data, "-l", base / "server.log", "-o", opts, "-w",
-                    "start", check=False)
-    if r.returncode != 0:
-        log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
-        sys.exit(f"pgcluster: start failed: {r.stderr}\n{log}")
+    (base / "port").write_text(str(port))
+    resume(base)
     psql = [bin_ / "psql", "-h", sock, "-p", str(port), "-U", "postgres", "-v",
             "ON_ERROR_STOP=1", "-q", "-c"]
     as_postgres(*psql, f"CREATE ROLE {ROLE} LOGIN SUPERUSER")
     as_postgres(*psql, f"CREATE DATABASE {DB} OWNER {ROLE}")
-    (base / "port").write_text(str(port))
     return f"postgresql://{ROLE}@127.0.0.1:{port}/{DB}"
+
+
+def resume(base: Path) -> None:
+    """Start the cluster of `base` (again), on its port, and wait until it answers."""
+    data, sock, port = base / "data", base / "sock", (base / "port").read_text().strip()
+    opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=on "
+            "-c max_connections=200 -c shared_buffers=128MB")
+    r = as_postgres(bindir() / "pg_ctl", "-D", data, "-l", base / "server.log", "-o", opts,
+                    "-w", "start", check=False)
+    if r.returncode != 0:
+        log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
+        sys.exit(f"pgcluster: start failed: {r.stderr}\n{log}")
+
+
+def halt(base: Path) -> None:
+    """Stop the server at once, as a crash or a failover would (-m immediate)."""
+    as_postgres(bindir() / "pg_ctl", "-D", base / "data", "-m", "immediate", "-w", "stop")
 
 
 def stop(base: Path) -> None:

@@ -38,6 +38,7 @@ CONFIG = """
 [store]
 path = "{store}"
 busy_timeout_ms = {busy_timeout_ms}
+{store_extra}
 
 [policy]
 regime = "{regime}"
@@ -56,7 +57,8 @@ class Serve:
     def __init__(self, workdir: Path, *, at: str | None = FROZEN, regime: str = "auto",
                  busy_timeout_ms: int = 1500, request_timeout_s: float = 2.0,
                  server_extra: str = "", extra: str = "", store: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, store_extra: str = "") -> None:
+        """`store_extra`: more [store] keys (e.g. `url = "postgresql://..."`)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port = free_port()
@@ -64,7 +66,8 @@ class Serve:
         self.config = workdir / "sentinelle.toml"
         self.config.write_text(CONFIG.format(
             store=self.store, port=self.port, regime=regime, busy_timeout_ms=busy_timeout_ms,
-            request_timeout_s=request_timeout_s, server_extra=server_extra, extra=extra))
+            request_timeout_s=request_timeout_s, server_extra=server_extra, extra=extra,
+            store_extra=store_extra))
         self.at = at
         self.env = env
         self.log = workdir / "serve.log"

@@ -237,6 +237,9 @@ class SqliteDatabase(Database):
     def lock_key(self, conn: Tx, professional: str, e164: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already took the one write lock."""
 
+    def execute_late(self, conn: Tx, sql: str, parameters: Any) -> None:
+        conn.execute(sql, parameters)
+
     def json_text(self, column: str, *path: str) -> str:
         return f"json_extract({column}, '$.{'.'.join(path)}')"
 

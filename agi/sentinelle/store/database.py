@@ -73,6 +73,11 @@ class Database:
         whatever process or host runs it (R-30: check and record are one step)."""
         raise NotImplementedError
 
+    def execute_late(self, conn: Tx, sql: str, parameters: Any) -> None:
+        """Run a statement whose result is not read, at the latest before the
+        commit (PostgreSQL sends it with the next one: one round trip less)."""
+        raise NotImplementedError
+
     def json_text(self, column: str, *path: str) -> str:
         """An SQL expression: the text at `path` in the JSON of `column`."""
         raise NotImplementedError

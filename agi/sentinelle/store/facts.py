@@ -63,13 +63,22 @@ class Facts(Database):
 
     def import_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> int:
         """Consents, contracts or departments from a validated import: one
-        transaction, so a failure leaves nothing half-imported."""
+        transaction, so a failure leaves nothing half-imported. Consents are
+        plain appends, bulk-loaded (COPY on PostgreSQL)."""
         count = 0
         with self.transaction() as conn:
+            if table == "consents":
+                def consents() -> Iterable[tuple[Any, ...]]:
+                    nonlocal count
+                    now = ts(_now())
+                    for row in rows:
+                        count += 1
+                        yield (row["professional"], row["e164"], *_proof(row["proof"]), now)
+
+                self.copy_rows(conn, "consents", _CONSENT_COLUMNS, consents())
+                return count
             for row in rows:
-                if table == "consents":
-                    _insert_consent(conn, row["professional"], row["e164"], row["proof"])
-                elif table == "contracts":
+                if table == "contracts":
                     conn.execute(_CONTRACT, (row["professional"], row["e164"],
                                              row.get("product", ""), ts(_now())))
                 elif table == "departments":
@@ -88,13 +97,20 @@ _DEPARTMENT = ("INSERT INTO departments (e164, department) VALUES (?,?)"
                " ON CONFLICT (e164) DO UPDATE SET department = excluded.department")
 
 
+_CONSENT_COLUMNS = ("professional", "e164", "given_at", "source", "channel", "wording",
+                    "evidence_ref", "slot_from", "slot_until", "recorded_at")
+
+
+def _proof(p: ConsentProof) -> tuple[str | None, ...]:
+    """The proof's columns, in _CONSENT_COLUMNS order (given_at .. slot_until)."""
+    return (ts(p.given_at), p.source, p.channel, p.wording, p.evidence_ref,
+            ts(p.slot_from) if p.slot_from else None, ts(p.slot_until) if p.slot_until else None)
+
+
 def _insert_consent(conn: Tx, professional: str, e164: str,
                     p: ConsentProof) -> int:
     row = conn.execute(
-        "INSERT INTO consents (professional, e164, given_at, source, channel, wording,"
-        " evidence_ref, slot_from, slot_until, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
-        " RETURNING id",
-        (professional, e164, ts(p.given_at), p.source, p.channel, p.wording, p.evidence_ref,
-         ts(p.slot_from) if p.slot_from else None,
-         ts(p.slot_until) if p.slot_until else None, ts(_now()))).fetchone()
+        f"INSERT INTO consents ({', '.join(_CONSENT_COLUMNS)})"  # noqa: S608 - fixed names
+        " VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
+        (professional, e164, *_proof(p), ts(_now()))).fetchone()
     return int(row[0])

@@ -66,15 +66,37 @@ def redacted(url: str) -> str:
 
 
 class PgTx:
-    """A pooled connection inside one transaction, speaking the store's SQL."""
+    """A pooled connection inside one transaction, speaking the store's SQL.
+
+    Statements whose result nobody reads (the advisory lock, the last update
+    of a check) are held and sent with the next statement or the COMMIT, in
+    one exchange: each exchange is a network round trip, the hot path's main
+    cost on PostgreSQL."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
+        self._held: list[str] = []
+
+    def hold(self, sql: str, parameters: Any = None) -> None:
+        """Run `sql` before the next statement, in the same exchange."""
+        with_params = bool(parameters) or isinstance(parameters, dict)
+        cur = self.raw.cursor()
+        assert isinstance(cur, psycopg.ClientCursor)
+        self._held.append(cur.mogrify(pg_sql(sql, True), parameters) if with_params else sql)
 
     def execute(self, sql: str, parameters: Any = None, /) -> Cursor:
         with_params = bool(parameters) or isinstance(parameters, dict)
-        return self.raw.execute(pg_sql(sql, with_params),
-                                parameters if with_params else None)
+        if not self._held:
+            return self.raw.execute(pg_sql(sql, with_params),
+                                    parameters if with_params else None)
+        cur = self.raw.cursor()
+        assert isinstance(cur, psycopg.ClientCursor)
+        text = cur.mogrify(pg_sql(sql, True), parameters) if with_params else sql
+        held, self._held = self._held, []
+        cur.execute("; ".join([*held, text]))
+        while cur.nextset():  # the caller reads the last statement's result
+            pass
+        return cur
 
 
 def store_error(exc: BaseException, where: str) -> StoreError:
@@ -187,8 +209,9 @@ class PostgresDatabase(Database):
         except (psycopg.Error, PoolTimeout) as exc:
             raise store_error(exc, self.path) from exc
         try:
-            yield PgTx(conn)
-            conn.execute("COMMIT")
+            tx = PgTx(conn)
+            yield tx
+            tx.execute("COMMIT")
         except (psycopg.Error, PoolTimeout) as exc:
             _rollback(conn)
             raise store_error(exc, self.path) from exc
@@ -219,7 +242,13 @@ class PostgresDatabase(Database):
     # -- where PostgreSQL differs (see store.database) --------------------------
 
     def lock_key(self, conn: Tx, professional: str, e164: str) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (key_lock_id(professional, e164),))
+        # Sent with the history read that follows: one exchange for both.
+        assert isinstance(conn, PgTx)
+        conn.hold(f"SELECT pg_advisory_xact_lock({key_lock_id(professional, e164)})")
+
+    def execute_late(self, conn: Tx, sql: str, parameters: Any) -> None:
+        assert isinstance(conn, PgTx)
+        conn.hold(sql, parameters)
 
     def json_text(self, column: str, *path: str) -> str:
         return f"(({column})::jsonb #>> '{{{','.join(path)}}}')"
