@@ -51,7 +51,7 @@ from sentinelle.pbx.agi import (
 )
 from sentinelle.pbx.routes import ROUTES
 from sentinelle.pbx.session import Session, Stats, StoreWork
-from sentinelle.store import Backend, StoreBusy, StoreError
+from sentinelle.store import Backend, StoreBusy, StoreError, is_postgres
 from sentinelle.store.handle import StoreHandle
 
 log = logging.getLogger("sentinelle.fastagi")
@@ -76,7 +76,15 @@ class FastAgiServer:
         self.on_decision = on_decision
         self.stats = Stats()
         self._networks = [ipaddress.ip_network(a, strict=False) for a in config.server.allow]
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinelle-store")
+        # SQLite: one connection, one writer at a time, and checks fast enough
+        # to run inline on the loop. PostgreSQL: network round trips and a
+        # commit's WAL flush, never on the loop; several checks in flight on
+        # pooled connections (the per-callee lock keeps R-30 exact), so their
+        # commits share the flushes.
+        self._shared_store = is_postgres(config.store)
+        self._executor = ThreadPoolExecutor(
+            max_workers=config.store.pool_size if self._shared_store else 1,
+            thread_name_prefix="sentinelle-store")
         self._store = StoreHandle(config.store, wal_autocheckpoint=wal_autocheckpoint)
         self._server: asyncio.Server | None = None
         self._active: set[asyncio.Task[None]] = set()
@@ -212,7 +220,7 @@ class FastAgiServer:
     async def run_store(self, work: StoreWork[T], deadline: float) -> T | None:
         """`work` on the store, by `deadline` (event loop time); None when the
         deadline came too close for the worker to start it."""
-        if self._queued == 0 and self._store.is_open:
+        if not self._shared_store and self._queued == 0 and self._store.is_open:
             done, result = self._run_inline(work)
             if done:
                 return result
@@ -250,6 +258,9 @@ class FastAgiServer:
             self._conn_lock.release()
 
     def _run_in_worker(self, work: StoreWork[T], deadline: float | None = None) -> T | None:
+        if self._shared_store:  # a pool: each thread gets a connection of its own
+            self.worker_checks += 1
+            return self._run_locked(work, deadline)
         with self._conn_lock:
             self.worker_checks += 1
             return self._run_locked(work, deadline)

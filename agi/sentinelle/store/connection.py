@@ -168,7 +168,10 @@ class SqliteDatabase(Database):
     def set_busy_timeout(self, ms: int) -> None:
         """How long the next statements wait for a lock (the FastAGI worker
         bounds it by each request's deadline); kept across reconnects."""
-        self.busy_timeout_ms = max(0, int(ms))
+        ms = max(0, int(ms))
+        if ms == self.busy_timeout_ms:
+            return  # a PRAGMA per call is not free on the FastAGI hot path
+        self.busy_timeout_ms = ms
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")

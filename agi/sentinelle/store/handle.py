@@ -9,12 +9,15 @@ one that the store marked poisoned and opens a fresh one next time; when the
 store cannot be opened, the caller gets the StoreError (its text is the
 reason of a fail-closed SYS-STORE decision).
 
-One user at a time: the FastAGI server serialises its callers under a lock,
-the ARI listener uses it from its one store thread.
+Opening, healing and closing are serialised by a lock of the handle: the
+FastAGI server on PostgreSQL uses one handle from several threads (the
+store itself, a connection pool, is thread-safe); on SQLite it serialises
+its callers itself, and the ARI listener uses it from its one store thread.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -31,7 +34,7 @@ class StoreHandle:
         self.wal_autocheckpoint = wal_autocheckpoint
         self.opened = 0  # stores opened so far: a reopen after a fault counts too
         self._store: AnyStore | None = None
-        self._busy_ms: int | None = None
+        self._lock = threading.RLock()
 
     @property
     def is_open(self) -> bool:
@@ -40,26 +43,27 @@ class StoreHandle:
 
     def get(self, busy_timeout_ms: int | None = None) -> AnyStore:
         """The store, opened now if needed. `busy_timeout_ms` (default: the
-        settings') is how long its statements wait for a lock; it is applied
-        only when it changes, since a PRAGMA per call is not free on the
-        FastAGI hot path. Raises StoreError when the store cannot be opened."""
+        settings') is how long its statements wait for a lock (the store
+        skips the change when it is the same). Raises StoreError when the
+        store cannot be opened."""
         wait_ms = self.settings.busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
-        store = self.peek(wait_ms)
-        if store is None:
-            store = open_store(self.settings, busy_timeout_ms=wait_ms,
-                               wal_autocheckpoint=self.wal_autocheckpoint)
-            self._store, self._busy_ms = store, wait_ms
-            self.opened += 1
-        return store
+        with self._lock:
+            store = self.peek(wait_ms)
+            if store is None:
+                store = open_store(self.settings, busy_timeout_ms=wait_ms,
+                                   wal_autocheckpoint=self.wal_autocheckpoint)
+                self._store = store
+                self.opened += 1
+            return store
 
     def peek(self, busy_timeout_ms: int | None = None) -> AnyStore | None:
         """The open store, or None: never opens one (opening may wait on a
         lock or a migration, which the event loop must not)."""
-        self.heal()
-        store = self._store
-        if store is not None and busy_timeout_ms is not None and busy_timeout_ms != self._busy_ms:
+        with self._lock:
+            self.heal()
+            store = self._store
+        if store is not None and busy_timeout_ms is not None:
             store.set_busy_timeout(busy_timeout_ms)
-            self._busy_ms = busy_timeout_ms
         return store
 
     def run(self, fn: Callable[[AnyStore], T], busy_timeout_ms: int | None = None) -> T:
@@ -73,12 +77,12 @@ class StoreHandle:
     def heal(self) -> None:
         """Forget a store that closed itself after a fault: the next `get`
         opens a fresh one rather than keep a poisoned connection."""
-        if self._store is not None and not self._store.is_open:
-            self._store = None
-            self._busy_ms = None
+        with self._lock:
+            if self._store is not None and not self._store.is_open:
+                self._store = None
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-            self._busy_ms = None
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None

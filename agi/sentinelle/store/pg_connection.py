@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -43,6 +44,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sentinelle.store import pg_schema
 from sentinelle.store.database import Cursor, Database, Tx, key_lock_id
 from sentinelle.store.errors import StoreBusy, StoreError
+
+# The pool retries a lost connection with a growing pause (1 s, 2 s, ...) and
+# gives up after this long; the next check that needs a connection starts a
+# new attempt at once. A short chain is what keeps the recovery after a long
+# outage within about this long of the server's return, not minutes.
+RECONNECT_GIVE_UP_S = 2.0
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -141,9 +148,11 @@ class PostgresDatabase(Database):
         self.url = url
         self.path = redacted(url)
         self.busy_timeout_ms = max(0, int(busy_timeout_ms))
-        # Only a caller with a deadline (the FastAGI worker, through
-        # set_busy_timeout) bounds statements too: an export may run long.
-        self.statement_timeout_ms = 0
+        # Per thread (the FastAGI server runs several checks at once on one
+        # store): a caller with a deadline sets its own through
+        # set_busy_timeout, which bounds statements too; without one, an
+        # export may run long.
+        self._timeouts = threading.local()
         kwargs: dict[str, Any] = {"autocommit": True, "cursor_factory": psycopg.ClientCursor,
                                   "connect_timeout": connect_timeout_s,
                                   "application_name": "sentinelle"}
@@ -155,7 +164,7 @@ class PostgresDatabase(Database):
                                  f"{exc.strerror or exc}") from None
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = ConnectionPool(
             url, min_size=1, max_size=max(1, pool_size), kwargs=kwargs, open=False,
-            name="sentinelle")
+            name="sentinelle", reconnect_timeout=RECONNECT_GIVE_UP_S)
         self._pool.open(wait=False)
         try:
             with self.transaction() as tx:
@@ -179,8 +188,7 @@ class PostgresDatabase(Database):
     def set_busy_timeout(self, ms: int) -> None:
         """How long the next transactions wait for a connection or a lock, and
         (set here, by a caller with a deadline) how long a statement may run."""
-        self.busy_timeout_ms = max(0, int(ms))
-        self.statement_timeout_ms = max(1, self.busy_timeout_ms)
+        self._timeouts.wait_ms = max(1, int(ms))
 
     def __enter__(self) -> Self:
         return self
@@ -200,10 +208,11 @@ class PostgresDatabase(Database):
         sees one consistent state while the PBXs keep writing)."""
         if self._pool is None:
             raise StoreError(f"store closed: {self.path}")
-        wait_ms = max(self.busy_timeout_ms, 1)
+        bounded: int | None = getattr(self._timeouts, "wait_ms", None)
+        wait_ms = bounded or max(self.busy_timeout_ms, 1)
         begin = ("BEGIN" if immediate else "BEGIN ISOLATION LEVEL REPEATABLE READ") + (
             f"; SET LOCAL lock_timeout = {wait_ms}"
-            f"; SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}")
+            f"; SET LOCAL statement_timeout = {bounded or 0}")
         try:
             conn = self._begin(self._pool, begin, wait_ms / 1000)
         except (psycopg.Error, PoolTimeout) as exc:
@@ -244,7 +253,7 @@ class PostgresDatabase(Database):
     def lock_key(self, conn: Tx, professional: str, e164: str) -> None:
         # Sent with the history read that follows: one exchange for both.
         assert isinstance(conn, PgTx)
-        conn.hold(f"SELECT pg_advisory_xact_lock({key_lock_id(professional, e164)})")
+        conn.hold(f"SELECT pg_advisory_xact_lock({int(key_lock_id(professional, e164))})")
 
     def execute_late(self, conn: Tx, sql: str, parameters: Any) -> None:
         assert isinstance(conn, PgTx)

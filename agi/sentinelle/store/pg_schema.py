@@ -29,7 +29,7 @@ PERSONAL_TABLES = ("decisions", "attempts", "refusals", "consents", "contracts",
 _TYPES = {str: "TEXT", int: "BIGINT"}
 
 
-def _ddl(name: str, spec: dict[str, object]) -> list[str]:
+def _ddl(table: str, spec: dict[str, object]) -> list[str]:
     columns: dict[str, type] = spec["columns"]  # type: ignore[assignment]
     pk = spec["pk"]
     defaults: dict[str, object] = spec.get("not_null_default", {})  # type: ignore[assignment]
@@ -46,14 +46,14 @@ def _ddl(name: str, spec: dict[str, object]) -> list[str]:
         cols.append(text)
     if isinstance(pk, tuple):
         cols.append(f"PRIMARY KEY ({', '.join(pk)})")
-    out = [f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(cols)})"]
+    out = [f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)})"]
     # Columns later versions add (the SQLite side adds them the same way).
     for col, kind in columns.items():
         if col != pk:
             extra = f" NOT NULL DEFAULT {defaults[col]}" if col in defaults else ""
-            out.append(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {col} {_TYPES[kind]}{extra}")
+            out.append(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} {_TYPES[kind]}{extra}")
     for idx in spec.get("indexes", []):  # type: ignore[attr-defined]
-        out.append(f"CREATE INDEX IF NOT EXISTS idx_{name}_{'_'.join(idx)} ON {name}"
+        out.append(f"CREATE INDEX IF NOT EXISTS idx_{table}_{'_'.join(idx)} ON {table}"
                    f" ({', '.join(idx)})")
     return out
 
@@ -82,8 +82,8 @@ def ensure(tx: Tx, *, create: bool) -> None:
     tx.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
     if stored_version(tx) == SCHEMA_VERSION:
         return
-    for name, spec in TABLES.items():
-        for statement in _ddl(name, spec):
+    for table, spec in TABLES.items():
+        for statement in _ddl(table, spec):
             tx.execute(statement)
     tx.execute("CREATE UNIQUE INDEX IF NOT EXISTS refusals_attempt ON refusals(attempt_id)"
                " WHERE attempt_id IS NOT NULL")
