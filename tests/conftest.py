@@ -11,23 +11,19 @@ PostgreSQL does `postgres_only`; nothing is skipped.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from sentinelle.config import Config, load_config
 from sentinelle.store import AnyStore, open_store
+from tests.helpers.pgserver import pg_schema_url, throwaway_cluster
 from tests.helpers.testconfig import CONFIG
 
 BACKENDS = ("sqlite", "postgresql")
 PG_URL_ENV = "SENTINELLE_TEST_PG_URL"
-REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,14 +41,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", backends)
 
 
-def _pgcluster() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pgcluster", REPO / "scripts/lib/pgcluster.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """The URL of a PostgreSQL database the tests may fill (one schema each)."""
@@ -60,24 +48,8 @@ def pg_server() -> Iterator[str]:
     if url:
         yield url
         return
-    cluster = _pgcluster()
-    # Not under pytest's tmp dir: the postgres user must reach the data directory.
-    base = Path(tempfile.mkdtemp(prefix="sentinelle-pg-"))
-    try:
-        yield cluster.start(base)
-    finally:
-        cluster.stop(base)
-
-
-def pg_schema_url(server: str) -> str:
-    """A URL whose search_path is a new, empty schema: a fresh store per test."""
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in server else "?"
-    return f"{server}{sep}options=-csearch_path%3D{schema}"
+    with throwaway_cluster() as (_, _, url):
+        yield url
 
 
 def config_text(backend: str, request: pytest.FixtureRequest, text: str = CONFIG) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +16,8 @@ import pytest
 
 from sentinelle.config import StoreConfig
 from sentinelle.store import ConsentProof, open_store
-from tests.conftest import _pgcluster, pg_schema_url
 from tests.helpers.hardening_support import FROZEN, Probe, Serve, probe, report
+from tests.helpers.pgserver import pg_schema_url, throwaway_cluster
 
 pytestmark = pytest.mark.postgres_only
 
@@ -27,13 +26,9 @@ CALLEES = [f"0612{i:06d}" for i in range(400)]
 
 @pytest.fixture
 def own_cluster() -> Iterator[tuple[object, Path, str]]:
-    cluster = _pgcluster()
-    base = Path(tempfile.mkdtemp(prefix="sentinelle-pg-crash-"))
-    url = cluster.start(base)
-    try:
-        yield cluster, base, url
-    finally:
-        cluster.stop(base)
+    """A cluster of this test's own: it is crashed and restarted."""
+    with throwaway_cluster("sentinelle-pg-crash-") as cluster:
+        yield cluster
 
 
 async def _load(port: int, done: Callable[[], bool]) -> list[Probe]:

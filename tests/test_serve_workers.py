@@ -14,8 +14,8 @@ import pytest
 
 from sentinelle.config import StoreConfig
 from sentinelle.store import ConsentProof, open_store
-from tests.conftest import pg_schema_url
 from tests.helpers.hardening_support import FROZEN, Serve, probe
+from tests.helpers.pgserver import pg_schema_url
 
 pytestmark = pytest.mark.postgres_only
 

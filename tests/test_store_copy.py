@@ -15,7 +15,7 @@ from sentinelle.config import Config, StoreConfig
 from sentinelle.guard import Request, check
 from sentinelle.store import ConsentProof, open_store
 from sentinelle.store.schema import TABLES
-from tests.conftest import pg_schema_url
+from tests.helpers.pgserver import pg_schema_url
 
 pytestmark = pytest.mark.sqlite_only  # the source is the fixture's SQLite store
 

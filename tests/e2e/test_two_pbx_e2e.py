@@ -8,15 +8,14 @@ from __future__ import annotations
 import collections
 import concurrent.futures as futures
 import json
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import _pgcluster, pg_schema_url
 from tests.e2e.conftest import Service
+from tests.helpers.pgserver import pg_schema_url, throwaway_cluster
 from tests.pbx import Pbx
 
 CALLEES = [f"06123456{i:02d}" for i in range(10)]
@@ -25,13 +24,8 @@ CALLEES = [f"06123456{i:02d}" for i in range(10)]
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[tuple[object, Path, str]]:
     """A cluster of this module's own: the outage test stops and restarts it."""
-    cluster = _pgcluster()
-    base = Path(tempfile.mkdtemp(prefix="sentinelle-pg-e2e-"))
-    url = cluster.start(base)
-    try:
-        yield cluster, base, url
-    finally:
-        cluster.stop(base)
+    with throwaway_cluster("sentinelle-pg-e2e-") as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -1,0 +1,49 @@
+"""PostgreSQL for the tests: throwaway clusters and a fresh schema per test.
+
+The clusters are scripts/lib/pgcluster.py's (own data directory, port and
+socket directory, run as the postgres user), so a test never touches a
+cluster of the machine's own."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pgcluster() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("pgcluster", REPO / "scripts/lib/pgcluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def throwaway_cluster(prefix: str = "sentinelle-pg-") -> Iterator[tuple[ModuleType, Path, str]]:
+    """(the pgcluster module, the cluster's directory, its URL), stopped and
+    removed at the end. Not under pytest's tmp dir: the postgres user must
+    reach the data directory."""
+    cluster = pgcluster()
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield cluster, base, cluster.start(base)
+    finally:
+        cluster.stop(base)
+
+
+def pg_schema_url(server: str) -> str:
+    """A URL whose search_path is a new, empty schema: a fresh store per test."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in server else "?"
+    return f"{server}{sep}options=-csearch_path%3D{schema}"
