@@ -162,3 +162,26 @@ def test_store_recovers_after_its_connections_are_killed(config: Config, store):
     finally:
         live.close()
     assert store.count("attempts") == 3
+
+
+def test_the_password_comes_from_its_file_and_never_shows(tmp_path, config: Config):
+    secret = tmp_path / "pg.secret"
+    secret.write_text("s3cret-pw\n")
+    settings = config.store.__class__(url="postgresql://sentinelle@127.0.0.1:9/none",
+                                      password_file=str(secret), busy_timeout_ms=200)
+    with pytest.raises(StoreError) as info:
+        open_store(settings)
+    assert "s3cret" not in str(info.value)
+    missing = config.store.__class__(url=settings.url, password_file=str(tmp_path / "none"))
+    with pytest.raises(StoreError, match="password file unreadable"):
+        open_store(missing)
+
+
+def test_a_password_in_the_url_is_refused(tmp_path):
+    from sentinelle.config import ConfigError, load_config
+
+    path = tmp_path / "s.toml"
+    path.write_text('[store]\nurl = "postgresql://u:pw@db:5432/s"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert info.value.key == "store.url" and "pw" not in str(info.value).replace("password", "")
