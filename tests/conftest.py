@@ -19,7 +19,7 @@ import pytest
 
 from sentinelle.config import Config, load_config
 from sentinelle.store import AnyStore, open_store
-from tests.helpers.pgserver import pg_schema_url, throwaway_cluster
+from tests.helpers.pgserver import config_text, throwaway_cluster
 from tests.helpers.testconfig import CONFIG
 
 BACKENDS = ("sqlite", "postgresql")
@@ -52,19 +52,10 @@ def pg_server() -> Iterator[str]:
         yield url
 
 
-def config_text(backend: str, request: pytest.FixtureRequest, text: str = CONFIG) -> str:
-    """`text` with its [store] pointed at a fresh PostgreSQL schema when the
-    backend is PostgreSQL (the SQLite path stays, unused)."""
-    if backend != "postgresql":
-        return text
-    url = pg_schema_url(request.getfixturevalue("pg_server"))
-    return text.replace("[store]\n", f'[store]\nurl = "{url}"\n', 1)
-
-
 @pytest.fixture
 def config_path(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Path:
     path = tmp_path / "sentinelle.toml"
-    path.write_text(config_text(backend, request))
+    path.write_text(config_text(backend, request, CONFIG))
     return path
 
 

@@ -33,12 +33,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sentinelle.config import load_config
+from sentinelle.config import Config, load_config
 from sentinelle.core.numbers import Kind, NumberError, parse
 from sentinelle.evidence.audit import audit, audit_path
 from sentinelle.guard import Request, check
-from sentinelle.store import ConsentProof, Store, e164_int, open_store, ts
+from sentinelle.store import ConsentProof, e164_int, open_store, ts
 from tests.helpers.hardening_support import report, scaled
+from tests.helpers.pgserver import config_text
 
 PARIS = ZoneInfo("Europe/Paris")
 START = datetime(2026, 7, 1, 6, 0, tzinfo=UTC)  # fr-2023, Bloctel snapshot of 2026-07-01
@@ -105,10 +106,10 @@ def dial_form(rng: random.Random, n: str) -> str:
                        "0033" + n[1:], n.replace("06", "06.", 1)])
 
 
-def seed(path: Path, numbers: list[str], rng: random.Random) -> None:
+def seed(config: Config, numbers: list[str], rng: random.Random) -> None:
     """Facts known before the soak. Real-time columns (imported_at, added_at)
     are backdated to the start of the simulation, as if entered then."""
-    store = Store(path, create=True)
+    store = open_store(config.store, create=True)
     e164s = [parse(n).e164 for n in numbers]
     french = [e for e, n in zip(e164s, numbers, strict=True) if parse(n).territory is not None]
     for pro, share in (("acme", 0.6), ("beta", 0.4)):
@@ -186,7 +187,8 @@ def worker(config_path: str, numbers: list[str], seed_value: int, quota: int, un
             with lock:
                 at = _advance(rng, frontier, step_s)
                 store.run(lambda c, at=at, n=n, campaign=campaign: c.execute(
-                    "INSERT OR IGNORE INTO optouts VALUES (?,?,?,?)",
+                    "INSERT INTO optouts (professional, e164, added_at, source) VALUES (?,?,?,?)"
+                    " ON CONFLICT DO NOTHING",
                     (PRO[campaign], parse(n).e164, ts(at), "soak")), immediate=True)
             stats["optouts"] += 1
             continue
@@ -221,14 +223,15 @@ def worker(config_path: str, numbers: list[str], seed_value: int, quota: int, un
     results.put(dict(stats))
 
 
-def run_soak(tmp: Path, checks: int, procs: int, seconds: float) -> tuple[Counter[str], float, Path]:
+def run_soak(tmp: Path, checks: int, procs: int, seconds: float,
+             config_text: str = SOAK_CONFIG) -> tuple[Counter[str], float, Config]:
     config_path = tmp / "sentinelle.toml"
-    config_path.write_text(SOAK_CONFIG)
+    config_path.write_text(config_text)
     config = load_config(str(config_path))
     rng = random.Random(20261201)
     scale = max(1, checks // 24_000)  # bigger runs: more callees over a longer period
     numbers = pool(scale)
-    seed(Path(config.store.path), numbers, rng)
+    seed(config, numbers, rng)
     ctx = mp.get_context("spawn")
     lock, frontier, results = ctx.Lock(), ctx.Value("d", START.timestamp()), ctx.Queue()
     step_s = SPAN.total_seconds() * scale / (checks * 1.08) / 3  # window jumps add the rest
@@ -247,17 +250,20 @@ def run_soak(tmp: Path, checks: int, procs: int, seconds: float) -> tuple[Counte
         assert w.exitcode == 0
     duration = time.monotonic() - t0
     totals["frontier_days"] = round((frontier.value - START.timestamp()) / 86400)
-    return totals, duration, Path(config.store.path)
+    return totals, duration, config
 
 
-def test_soak_processes_then_invariants_hold(tmp_path, request):
+def test_soak_processes_then_invariants_hold(tmp_path, request, backend):
+    """On both backends: with PostgreSQL the processes' R-30 count is held by
+    the advisory lock, not by SQLite's one writer."""
     checks = scaled("SENTINELLE_SOAK_CHECKS", 24_000)
     procs = scaled("SENTINELLE_SOAK_PROCS", 8)
     seconds = scaled("SENTINELLE_SOAK_SECONDS", 40)
-    totals, duration, store = run_soak(tmp_path, checks, procs, seconds)
-    config = load_config(str(tmp_path / "sentinelle.toml"))
+    totals, duration, config = run_soak(tmp_path, checks, procs, seconds,
+                                        config_text(backend, request, SOAK_CONFIG))
     t0 = time.monotonic()
-    result = audit_path(store, config)
+    with open_store(config.store) as store:
+        result = audit(store, config)
     audit_s = time.monotonic() - t0
     assert not result.violations, str(result)
     assert totals["checks"] >= min(checks, 5_000), totals
@@ -267,7 +273,7 @@ def test_soak_processes_then_invariants_hold(tmp_path, request):
     assert totals["allow"] > 500 and result.attempts > 500
     assert not any(k.startswith("SYS-") for k in totals), totals
     families = ", ".join(f"{k} {totals[k]}" for k in sorted(totals) if k.startswith("R-"))
-    report(request, f"soak: {procs} processes, {totals['checks']:,} checks with record "
+    report(request, f"soak ({backend}): {procs} processes, {totals['checks']:,} checks with record "
                     f"({totals['allow']:,} allow, {totals['block']:,} block; {families}) + "
                     f"{totals['refusals']} refusals, {totals['consents']} late consents, "
                     f"{totals['optouts']} opt-outs over {totals['frontier_days']} simulated days "

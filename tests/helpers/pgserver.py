@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,3 +48,12 @@ def pg_schema_url(server: str) -> str:
         conn.execute(f"CREATE SCHEMA {schema}")
     sep = "&" if "?" in server else "?"
     return f"{server}{sep}options=-csearch_path%3D{schema}"
+
+
+def config_text(backend: str, request: Any, text: str) -> str:
+    """`text` (a config with a [store] table) pointed at a fresh PostgreSQL
+    schema when the backend is PostgreSQL (the SQLite path stays, unused)."""
+    if backend != "postgresql":
+        return text
+    url = pg_schema_url(request.getfixturevalue("pg_server"))
+    return text.replace("[store]\n", f'[store]\nurl = "{url}"\n', 1)
