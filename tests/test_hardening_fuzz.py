@@ -49,9 +49,10 @@ from sentinelle.guard import Request, check
 from sentinelle.imports import ImportRejected, bloctel_number, import_bloctel, import_csv
 from sentinelle.logs import JsonFormatter
 from sentinelle.pbx.server import FastAgiServer
-from sentinelle.store import Store, e164_int, open_store
+from sentinelle.store import e164_int, open_store
 from tests.helpers.fakeasterisk import headers_for
 from tests.helpers.hardening_support import report
+from tests.helpers.pgserver import fresh_store
 
 PARIS = ZoneInfo("Europe/Paris")
 TUESDAY = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
@@ -529,7 +530,7 @@ def bloctel_file(draw):
     return (b"\xef\xbb\xbf" if bom else b"") + data, expected, bad, not_utf8
 
 
-def _snapshot_numbers(store: Store) -> set[int] | None:
+def _snapshot_numbers(store) -> set[int] | None:
     snaps = store.snapshots("acme")
     if not snaps:
         return None
@@ -540,10 +541,11 @@ def _snapshot_numbers(store: Store) -> set[int] | None:
 @settings(max_examples=max(50, EXAMPLES // 2), deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=bloctel_file(), skip_invalid=st.booleans())
-def test_fuzz_bloctel_import_all_or_nothing(tmp_path_factory, case, skip_invalid):
+def test_fuzz_bloctel_import_all_or_nothing(tmp_path_factory, request, backend, case,
+                                            skip_invalid):
     data, expected, bad, not_utf8 = case
     tmp = tmp_path_factory.mktemp("bloctel")
-    store = Store(tmp / "s.db", create=True)
+    store = open_store(fresh_store(backend, request, tmp / "s.db"), create=True)
     try:
         before = tmp / "before.txt"
         before.write_text("0699999999\n")
@@ -638,11 +640,11 @@ def consent_csv(draw):
 @settings(max_examples=max(50, EXAMPLES // 2), deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=consent_csv())
-def test_fuzz_consent_csv_all_or_nothing(tmp_path_factory, case):
+def test_fuzz_consent_csv_all_or_nothing(tmp_path_factory, request, backend, case):
     data, good, bad = case
     tmp = tmp_path_factory.mktemp("csv")
     config = parse_config(tomllib.loads(CSV_CONFIG), base_dir=tmp)
-    store = Store(tmp / "s.db", create=True)
+    store = open_store(fresh_store(backend, request, tmp / "s.db"), create=True)
     try:
         f = tmp / "consents.csv"
         f.write_bytes(data)

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sentinelle.config import StoreConfig
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -57,3 +59,11 @@ def config_text(backend: str, request: Any, text: str) -> str:
         return text
     url = pg_schema_url(request.getfixturevalue("pg_server"))
     return text.replace("[store]\n", f'[store]\nurl = "{url}"\n', 1)
+
+
+def fresh_store(backend: str, request: Any, sqlite_path: Path) -> StoreConfig:
+    """Where a test opens a store of its own: the SQLite file, or a new
+    PostgreSQL schema."""
+    if backend != "postgresql":
+        return StoreConfig(path=str(sqlite_path))
+    return StoreConfig(url=pg_schema_url(request.getfixturevalue("pg_server")))
