@@ -11,9 +11,7 @@ the classic AGI, which reads the same lines without asyncio.
 from __future__ import annotations
 
 import asyncio
-import os
-import stat
-from typing import IO, Protocol
+from typing import Protocol
 
 from sentinelle.pbx import wire
 from sentinelle.pbx.wire import (
@@ -39,8 +37,8 @@ from sentinelle.pbx.wire import (
 # The routes and the server use these as agi.*; they are defined in `wire`.
 __all__ = ["ARG_1", "ARG_2", "CALLERID", "CALLINGPRES", "CHANNEL", "EXTENSION", "HEADER_PREFIX",
            "MAX_HEADER_BYTES", "MAX_HEADER_LINES", "MAX_LINE", "MAX_RESULT_LINES", "NETWORK_SCRIPT",
-           "REASON_MAX", "UNIQUEID", "AgiChannel", "AgiError", "FileWriter", "LineWriter",
-           "ascii_safe", "is_masked", "read_headers", "stdio_streams"]
+           "REASON_MAX", "UNIQUEID", "AgiChannel", "AgiError", "LineWriter", "ascii_safe",
+           "is_masked", "read_headers"]
 
 
 async def read_headers(reader: asyncio.StreamReader) -> dict[str, str] | None:
@@ -66,8 +64,7 @@ async def read_headers(reader: asyncio.StreamReader) -> dict[str, str] | None:
 
 
 class LineWriter(Protocol):
-    """What the AGI dialogue needs of its output: an asyncio.StreamWriter, or
-    `FileWriter` when the classic AGI's stdout is a regular file."""
+    """What the AGI dialogue needs of its output (an asyncio.StreamWriter)."""
 
     def write(self, data: bytes) -> None: ...
 
@@ -123,74 +120,3 @@ class AgiChannel:
 
     async def get_variable(self, name: str) -> str:
         return wire.variable_value(await self.command(f"GET VARIABLE {name}"))
-
-
-# A regular file on stdin is a recorded session, read whole; more than this
-# is no AGI session (headers are capped at 16 KiB, answers are a few lines).
-MAX_FILE_INPUT = 1024 * 1024
-
-
-class FileWriter:
-    """Blocking writes to a file descriptor the event loop cannot watch (a
-    regular file, /dev/null): such a write never waits for a reader, so
-    writing synchronously costs the loop nothing."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-
-    def write(self, data: bytes) -> None:
-        self._stream.write(data)
-
-    async def drain(self) -> None:
-        self._stream.flush()
-
-    def close(self) -> None:
-        self._stream.flush()
-
-
-async def stdio_streams(stdin: IO[bytes] | None = None,
-                        stdout: IO[bytes] | None = None) -> tuple[asyncio.StreamReader, LineWriter]:
-    """Classic AGI's transport: Asterisk runs one process per call and talks
-    over its stdin/stdout, which are pipes. asyncio's pipe transports refuse
-    anything else (a regular file: ValueError; /dev/null: epoll says EPERM),
-    yet `sentinelle agi < session.txt > answers.txt` is how an admin replays
-    a session: a file is read whole (it is all there already) and written
-    to with blocking writes. A closed stdin/stdout is an OSError."""
-    import sys
-
-    for name, given, std in (("stdin", stdin, sys.stdin), ("stdout", stdout, sys.stdout)):
-        if given is None and std is None:
-            raise OSError(f"{name} is closed")
-    stdin = stdin if stdin is not None else sys.stdin.buffer
-    stdout = stdout if stdout is not None else sys.stdout.buffer
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE)
-    if _pollable(stdin.fileno()):
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
-    else:
-        reader.feed_data(_read_file(stdin.fileno()))
-        reader.feed_eof()
-    if not _pollable(stdout.fileno()):
-        return reader, FileWriter(stdout)
-    transport, protocol = await loop.connect_write_pipe(
-        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), stdout)
-    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
-
-
-def _pollable(fd: int) -> bool:
-    """Whether the event loop can watch `fd`: pipes, sockets and terminals;
-    not regular files, nor /dev/null (a character device epoll refuses)."""
-    mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
-
-
-def _read_file(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < MAX_FILE_INPUT:
-        chunk = os.read(fd, MAX_FILE_INPUT - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
