@@ -23,7 +23,7 @@ import pytest
 from sentinelle.config import Config
 from sentinelle.core import calendar
 from sentinelle.core.clock import frozen
-from sentinelle.pbx import holiday_cache, stdio, wire
+from sentinelle.pbx import classic, holiday_cache, wire
 from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import ConsentProof, Store
 from tests.helpers.fakeasterisk import call, headers_for
@@ -55,10 +55,12 @@ def test_classic_agi_imports_only_what_a_check_needs(config_path, store, tmp_pat
     """Run the console script's code in a subprocess, as Asterisk would, and
     list the modules loaded after the check. The first call builds the
     holiday cache (importing `holidays`); every later one reads it."""
-    probe = ("import json, sys\n"
+    probe = ("import gc, json, sys\n"
              "from sentinelle.pbx.stdio import main\n"
+             "before = sorted(sys.modules)\n"
              "rc = main()\n"
-             f"json.dump(sorted(sys.modules), open({str(tmp_path / 'modules.json')!r}, 'w'))\n"
+             f"json.dump([before, sorted(sys.modules), gc.isenabled()], "
+             f"open({str(tmp_path / 'modules.json')!r}, 'w'))\n"
              "sys.exit(rc)\n")
     env = {"SENTINELLE_CONFIG": str(config_path), "PATH": "/usr/bin:/bin"}
     for _ in range(2):
@@ -66,7 +68,12 @@ def test_classic_agi_imports_only_what_a_check_needs(config_path, store, tmp_pat
                            text=True, timeout=60, env=env, cwd="/")
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines()[-1] == 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"'
-    loaded = set(json.loads((tmp_path / "modules.json").read_text()))
+    before, after, gc_on = json.loads((tmp_path / "modules.json").read_text())
+    loaded = set(after)
+    # the console script's module loads nothing of the check before main()
+    # has turned the GC off (see pbx/stdio.py)
+    assert not gc_on
+    assert {"sentinelle.config", "sentinelle.guard", "sentinelle.core.model"} & set(before) == set()
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY
                    or any(m.startswith(h + ".") for h in HEAVY))
     assert heavy == []
@@ -283,13 +290,13 @@ def _fastagi(config: Config, requests: list[tuple[dict[str, str], dict[str, str]
 
 
 def _classic(config: Config, requests, tmp_path: Path) -> list[list[tuple[str, str]]]:
-    """Each request through `stdio.run`, stdin and stdout regular files."""
+    """Each request through `classic.run`, stdin and stdout regular files."""
     out = []
     for i, (headers, variables) in enumerate(requests):
         src, dst = tmp_path / f"in{i}", tmp_path / f"out{i}"
         src.write_bytes(_recorded_session(headers, variables))
         with src.open("rb") as stdin, dst.open("wb") as stdout:
-            assert stdio.run(config, frozen(NOW), stdin, stdout) == stdio.EXIT_OK
+            assert classic.run(config, frozen(NOW), stdin, stdout) == classic.EXIT_OK
         out.append(_set_variables(dst.read_bytes()))
     return out
 
@@ -314,13 +321,13 @@ def test_classic_and_fastagi_give_the_same_variables_and_records(config, tmp_pat
     their inputs) behind; only `decisions.source` differs."""
     fast_cfg, classic_cfg = _two_stores(config, tmp_path)
     fast = _fastagi(fast_cfg, RECORDED)
-    classic = _classic(classic_cfg, RECORDED, tmp_path)
+    by_classic = _classic(classic_cfg, RECORDED, tmp_path)
     fast_vars = [[(m.group(1), m.group(2)) for c in r.commands
                   if (m := re.fullmatch(r'SET VARIABLE (\S+) "(.*)"', c))] for r in fast]
-    assert classic == fast_vars
-    verdicts = [dict(v).get("SENTINELLE_VERDICT") for v in classic]
+    assert by_classic == fast_vars
+    verdicts = [dict(v).get("SENTINELLE_VERDICT") for v in by_classic]
     assert "ALLOW" in verdicts and "BLOCK" in verdicts  # the corpus exercises both
-    assert all(v[-1][0] == "SENTINELLE_VERDICT" for v in classic)
+    assert all(v[-1][0] == "SENTINELLE_VERDICT" for v in by_classic)
     fast_rows, classic_rows = _records(str(tmp_path / "fast.db")), _records(str(tmp_path / "classic.db"))
     assert classic_rows == fast_rows
     assert len(classic_rows["decisions"]) == len(RECORDED)
@@ -364,12 +371,12 @@ def test_unparsable_result_lines_are_errors(line):
 # -- fail closed on the classic path ---------------------------------------------
 
 def _run_classic(config: Config, session: bytes, tmp_path: Path, name: str = "s"
-                 ) -> tuple[stdio.Stats, list[tuple[str, str]]]:
+                 ) -> tuple[classic.Stats, list[tuple[str, str]]]:
     src, dst = tmp_path / f"{name}.in", tmp_path / f"{name}.out"
     src.write_bytes(session)
-    stats = stdio.Stats()
+    stats = classic.Stats()
     with src.open("rb") as stdin, dst.open("wb") as stdout:
-        assert stdio.run(config, frozen(NOW), stdin, stdout, stats) == stdio.EXIT_OK
+        assert classic.run(config, frozen(NOW), stdin, stdout, stats) == classic.EXIT_OK
     return stats, _set_variables(dst.read_bytes())
 
 
@@ -452,10 +459,10 @@ def test_a_silent_pipe_meets_the_header_deadline(config, store, tmp_path):
                                                                  header_timeout_s=0.2))
     r, w = os.pipe()
     out = tmp_path / "out"
-    stats = stdio.Stats()
+    stats = classic.Stats()
     try:
         with os.fdopen(r, "rb") as stdin, out.open("wb") as stdout:
-            assert stdio.run(cfg, frozen(NOW), stdin, stdout, stats) == stdio.EXIT_OK
+            assert classic.run(cfg, frozen(NOW), stdin, stdout, stats) == classic.EXIT_OK
     finally:
         os.close(w)
     assert stats.bad_headers == 1 and out.read_bytes() == b""
@@ -474,10 +481,10 @@ def test_an_unanswered_command_on_a_pipe_is_a_lost_dialogue(config, store, tmp_p
     h = {k: v for k, v in headers_for("0612345678").items() if k != "agi_network_script"}
     r, w = os.pipe()
     os.write(w, ("".join(f"{k}: {v}\n" for k, v in h.items()) + "\n").encode())
-    monkeypatch.setattr(stdio, "ANSWER_MIN_S", 0.2)
+    monkeypatch.setattr(classic, "ANSWER_MIN_S", 0.2)
     try:
         with os.fdopen(r, "rb") as stdin, (tmp_path / "out").open("wb") as stdout:
-            assert stdio.run(cfg, frozen(NOW), stdin, stdout) == stdio.EXIT_OK
+            assert classic.run(cfg, frozen(NOW), stdin, stdout) == classic.EXIT_OK
     finally:
         os.close(w)
     assert "no answer to SET VARIABLE before the deadline" in capsys.readouterr().err
