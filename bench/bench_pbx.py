@@ -302,8 +302,21 @@ def proc_cpu_s(pid: int, children: bool = False) -> float:
     return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
 
 
-# The classic AGI as Asterisk would start it, clock frozen like the service's.
-CLASSIC_AGI = """import sys
+# The classic AGI as Asterisk would start it (`sentinelle-agi` is
+# stdio.main(): GC off, then the check), clock frozen like the service's.
+CLASSIC_AGI = """import gc
+gc.disable()
+import sys
+from sentinelle.core.clock import frozen, parse_instant
+from sentinelle.pbx.stdio import main
+sys.exit(main(frozen(parse_instant({frozen!r}))))
+"""
+
+
+# The baseline for `classic-base`: how the bench started the classic AGI
+# before issue #15's work (run() exists in both versions), with the package
+# taken from --base-agi (e.g. the main checkout's agi/ directory).
+CLASSIC_AGI_BASE = """import sys
 from sentinelle import logs
 from sentinelle.config import load_config
 from sentinelle.core.clock import frozen, parse_instant
@@ -315,16 +328,19 @@ sys.exit(run(load_config(None), frozen(parse_instant({frozen!r}))))
 
 class Classic:
     """No service: the `check` AGI script in the PBX's run dir chroots back
-    to the host and runs the classic AGI, one process per call."""
+    to the host and runs the classic AGI, one process per call. With
+    `base`, the package comes from that directory (PYTHONPATH) and starts
+    as the bench started it before: the baseline, in the same run."""
 
-    def __init__(self, setup: Setup, pbx: Pbx) -> None:
+    def __init__(self, setup: Setup, pbx: Pbx, base: str = "") -> None:
         self.pbx = pbx
-        program = setup.workdir / "classic_agi.py"
-        program.write_text(CLASSIC_AGI.format(frozen=FROZEN))
+        program = setup.workdir / ("classic_agi_base.py" if base else "classic_agi.py")
+        program.write_text((CLASSIC_AGI_BASE if base else CLASSIC_AGI).format(frozen=FROZEN))
         script = pbx.run_dir / "classic" / "check"
         script.parent.mkdir(exist_ok=True)
+        path = f"PYTHONPATH={base} " if base else ""
         script.write_text("#!/bin/sh\n"
-                          f"exec /usr/sbin/chroot /run/sentinelle/host /usr/bin/env -i "
+                          f"exec /usr/sbin/chroot /run/sentinelle/host /usr/bin/env -i {path}"
                           f"SENTINELLE_CONFIG={setup.config} {PYTHON} {program} \"$@\"\n")
         script.chmod(0o755)
 
@@ -347,7 +363,9 @@ def run_scenario(pbx: Pbx, setup: Setup, tmp: Path, name: str, context: str,
     times = tmp / f"service-times-{name}.json"
     stub = name.startswith("stub")
     svc: Service | Stub | Classic = (
-        Stub(setup, name) if stub else Classic(setup, pbx) if name == "classic" else
+        Stub(setup, name) if stub else
+        Classic(setup, pbx, size.get("base_agi", "") if name == "classic-base" else "")
+        if name.startswith("classic") else
         Service(setup, tmp / f"serve-{name}.log", instrumented=times, variant=variant))
     pairs = setup.pairs()
     try:
@@ -369,7 +387,7 @@ def run_scenario(pbx: Pbx, setup: Setup, tmp: Path, name: str, context: str,
     finally:
         svc.stop()
     r["scenario"] = name + (f"@{rate:g}/s" if rate else "")
-    if stub or name == "classic":
+    if stub or name.startswith("classic"):
         r["service"] = {"serve": None, "decide": None}
         return r
     # the service-side samples include the warm-up's: drop them (per connection,
@@ -410,6 +428,51 @@ def report(r: dict[str, Any]) -> None:
           f"caller IDs {r['callerids_seen']}")
 
 
+def one(pbx: Pbx, setup: Setup, tmp: Path, name: str, context: str, size: dict[str, Any],
+        variant: str, rate: float) -> dict[str, Any]:
+    carrier = pbx.carrier(response=486) if name == "outbound" else None
+    try:
+        r = run_scenario(pbx, setup, tmp, name, context, size, variant, rate)
+    finally:
+        if carrier:
+            carrier.stop()
+    if carrier:
+        r["carrier_invites"] = len(carrier.invites())
+    report(r)
+    return r
+
+
+KEEP = 0.97  # a scenario keeps a paced rate when it completes >= 97 % of it
+
+
+def run_capacity(pbx: Pbx, setup: Setup, tmp: Path, size: dict[str, Any], args: Any,
+                 contexts: dict[str, str], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each run climbs the rates; at each rate every scenario runs in turn
+    (so sentinelle and the no-op responder share the machine's state of the
+    moment). A scenario's capacity in a run is the highest rate it kept; the
+    ratio to the no-op's (the last scenario named) is reported per run."""
+    names = size["scenarios"].split(",")
+    rates = sorted(float(x) for x in args.capacity.split(","))
+    runs = []
+    for run in range(args.runs):
+        kept: dict[str, list[float]] = {n: [] for n in names}
+        for rate in rates:
+            for name in names:
+                r = one(pbx, setup, tmp, name, contexts[name], size, args.variant, rate)
+                r["capacity_run"] = run
+                results.append(r)
+                if r["checks_per_s"] >= KEEP * rate and not r["errors"]:
+                    kept[name].append(rate)
+        cap = {n: max(kept[n], default=0.0) for n in names}
+        floor = cap[names[-1]]
+        runs.append({"capacity": cap, "kept": kept,
+                     "ratio_to_" + names[-1]: {n: round(c / floor, 2) if floor else None
+                                               for n, c in cap.items()}})
+        print(f"\ncapacity run {run + 1}: " + ", ".join(
+            f"{n} {c:g}/s" for n, c in cap.items()) + f" (rates kept: {kept})")
+    return {"rates": rates, "keep": KEEP, "runs": runs}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--stub":
         stub_server(int(sys.argv[2]), sys.argv[3])
@@ -430,6 +493,14 @@ def main() -> None:
     ap.add_argument("--variant", default="",
                     help="experimental service patches, '+'-joined: skip-empty, inline, switch "
                          "(see bench_fastagi.VARIANTS); default: the service as shipped")
+    ap.add_argument("--capacity", metavar="RATES",
+                    help="comma-separated paced rates (calls/s): for each run, each rate (rising) "
+                         "and each scenario in turn, find the highest rate a scenario keeps "
+                         "(>= 97%% of it completed per second); replaces --rates")
+    ap.add_argument("--runs", type=int, default=1, help="repeat the whole sequence (capacity)")
+    ap.add_argument("--base-agi", metavar="DIR",
+                    help="scenario classic-base: the classic AGI from this package directory "
+                         "(e.g. another checkout's agi/), started as before issue #15")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -443,6 +514,10 @@ def main() -> None:
     for key in ("scenarios", "rates"):
         if getattr(args, key):
             size[key] = getattr(args, key)
+    if "classic-base" in size["scenarios"].split(","):
+        if not args.base_agi:
+            raise SystemExit("classic-base needs --base-agi DIR")
+        size["base_agi"] = str(Path(args.base_agi).resolve())
     tmp = Path(tempfile.mkdtemp(prefix="sentinelle-bench-pbx-"))
     results = []
     pbx = None
@@ -450,7 +525,7 @@ def main() -> None:
         setup = Setup(tmp, size["pool"], size["campaigns"])
         pbx = Pbx(agi_url=f"agi://127.0.0.1:{setup.port}", campaign=setup.campaigns[0],
                   run_dir=tmp / "pbx", extra_dialplan=EXTRA_DIALPLAN,
-                  host_root="classic" in size["scenarios"].split(","))
+                  host_root=any(n.startswith("classic") for n in size["scenarios"].split(",")))
         if args.quiet_asterisk:
             logger = pbx.etc_dir / "logger.conf"
             logger.write_text(logger.read_text().replace(",verbose(3)", ""))
@@ -461,20 +536,16 @@ def main() -> None:
         print(f"asterisk up in {time.monotonic() - t0:.1f} s "
               f"(AMI {pbx.ami_port}, SIP {pbx.sip_port}, run dir {pbx.run_dir})")
         scenarios = {"check-only": "bench-check", "outbound": "bench-outbound",
-                     "stub5": "bench-check", "stub2": "bench-check", "classic": "bench-classic"}
-        for name in size["scenarios"].split(","):
-            for rate in (float(x) for x in size["rates"].split(",")):
-                carrier = pbx.carrier(response=486) if name == "outbound" else None
-                try:
-                    r = run_scenario(pbx, setup, tmp, name, scenarios[name], size,
-                                     args.variant, rate)
-                finally:
-                    if carrier:
-                        carrier.stop()
-                if carrier:
-                    r["carrier_invites"] = len(carrier.invites())
-                report(r)
-                results.append(r)
+                     "stub5": "bench-check", "stub2": "bench-check", "classic": "bench-classic",
+                     "classic-base": "bench-classic"}
+        if args.capacity:
+            capacity = run_capacity(pbx, setup, tmp, size, args, scenarios, results)
+        else:
+            capacity = None
+            for name in size["scenarios"].split(","):
+                for rate in (float(x) for x in size["rates"].split(",")):
+                    results.append(one(pbx, setup, tmp, name, scenarios[name], size,
+                                       args.variant, rate))
         summary = []
         for r in results:
             rt = r["agi_round_trip_asterisk"] or r["service"]["serve"]
@@ -493,7 +564,8 @@ def main() -> None:
             "variant": args.variant,
             "asterisk_start_s": pbx.start_seconds,
             "targets": {"p50_ms": TARGET_P50_MS, "p99_ms": TARGET_P99_MS, "checks_per_s": TARGET_CPS},
-            "scenarios": results, "summary": summary, "extra_dialplan": EXTRA_DIALPLAN})
+            "scenarios": results, "summary": summary, "capacity": capacity,
+            "extra_dialplan": EXTRA_DIALPLAN})
     finally:
         if pbx is not None:
             pbx.stop()

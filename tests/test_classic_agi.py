@@ -1,10 +1,17 @@
 """The classic per-call AGI (`sentinelle-agi`, `sentinelle agi`): what it
 imports (its start-up is every call's post-dial delay), its holiday cache,
-and stdin/stdout that are files rather than pipes."""
+stdin/stdout that are files rather than pipes, that it answers exactly as
+the FastAGI `check` route does, and that it fails closed."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+import os
+import re
+import shutil
+import sqlite3
 import subprocess
 import sys
 from datetime import date, datetime
@@ -13,17 +20,21 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from sentinelle.config import Config
 from sentinelle.core import calendar
-from sentinelle.pbx import holiday_cache
-from sentinelle.store import ConsentProof
-from tests.helpers.fakeasterisk import headers_for
+from sentinelle.core.clock import frozen
+from sentinelle.pbx import classic, holiday_cache, wire
+from sentinelle.pbx.server import FastAgiServer
+from sentinelle.store import ConsentProof, Store
+from tests.helpers.fakeasterisk import call, headers_for
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
 BIN = Path(sys.executable).parent
 HEAVY = ("matplotlib", "numpy", "rich", "httpx", "aiohttp", "prometheus_client", "click",
          "sqlite_utils", "holidays", "sentinelle.cli", "sentinelle.http", "sentinelle.service",
-         "sentinelle.pbx.server")
+         "sentinelle.pbx.server", "asyncio", "panoramisk", "concurrent", "ssl",
+         "sentinelle.pbx.routes", "sentinelle.pbx.agi", "sentinelle.pbx.session")
 
 
 def _session(number: str = "0612345678", campaign: str = "service") -> str:
@@ -45,10 +56,12 @@ def test_classic_agi_imports_only_what_a_check_needs(config_path, store, tmp_pat
     """Run the console script's code in a subprocess, as Asterisk would, and
     list the modules loaded after the check. The first call builds the
     holiday cache (importing `holidays`); every later one reads it."""
-    probe = ("import json, sys\n"
+    probe = ("import gc, json, sys\n"
              "from sentinelle.pbx.stdio import main\n"
+             "before = sorted(sys.modules)\n"
              "rc = main()\n"
-             f"json.dump(sorted(sys.modules), open({str(tmp_path / 'modules.json')!r}, 'w'))\n"
+             f"json.dump([before, sorted(sys.modules), gc.isenabled()], "
+             f"open({str(tmp_path / 'modules.json')!r}, 'w'))\n"
              "sys.exit(rc)\n")
     env = {"SENTINELLE_CONFIG": str(config_path), "PATH": "/usr/bin:/bin"}
     for _ in range(2):
@@ -56,7 +69,12 @@ def test_classic_agi_imports_only_what_a_check_needs(config_path, store, tmp_pat
                            text=True, timeout=60, env=env, cwd="/")
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines()[-1] == 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"'
-    loaded = set(json.loads((tmp_path / "modules.json").read_text()))
+    before, after, gc_on = json.loads((tmp_path / "modules.json").read_text())
+    loaded = set(after)
+    # the console script's module loads nothing of the check before main()
+    # has turned the GC off (see pbx/stdio.py)
+    assert not gc_on
+    assert {"sentinelle.config", "sentinelle.guard", "sentinelle.core.model"} & set(before) == set()
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY
                    or any(m.startswith(h + ".") for h in HEAVY))
     assert heavy == []
@@ -192,3 +210,286 @@ def test_consented_call_through_sentinelle_agi_with_the_cache(config_path, store
                            capture_output=True, text=True, timeout=60)
         assert r.stdout.splitlines()[-1] == 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"', r.stderr
     assert store.count("attempts") == 2
+
+
+# -- the classic path and the FastAGI route agree (issue #15) --------------------
+
+# Recorded requests: (headers, channel variables Asterisk would return to GET
+# VARIABLE). They cover an ALLOW with an attempt, blocks with reasons and a
+# retry_at, a masked caller ID, a campaign read from the channel, an unknown
+# campaign, numbers the guard refuses, and repeats that exhaust the attempts.
+RECORDED: list[tuple[dict[str, str], dict[str, str]]] = [
+    (headers_for("0612345678"), {}),
+    (headers_for("0612345678"), {}),
+    (headers_for("+33 6 12 34 56 78", callerid="0612000000"), {}),
+    (headers_for("0612345678", callingpres=32), {}),
+    (headers_for("0612345678", campaign=None), {"SENTINELLE_CAMPAIGN": "promo"}),
+    (headers_for("0612345678", campaign=""), {}),
+    (headers_for("0698765432", campaign="nosuch"), {}),
+    (headers_for("06ABC"), {}),
+    (headers_for("0262123456"), {}),
+    (headers_for("0590871234"), {}),
+    (headers_for("+4915112345678"), {}),
+    (headers_for("112"), {}),
+    (headers_for("0612345678", campaign="manual", callerid="anonymous"), {}),
+    (headers_for("0699999999", agi_channel='Local/x"\nSET VARIABLE'), {}),
+    *[(headers_for("0611111111"), {}) for _ in range(5)],
+]
+
+
+def _recorded_session(headers: dict[str, str], variables: dict[str, str]) -> bytes:
+    """What Asterisk writes to a classic AGI: the headers, then the answer
+    to each command, in order (a GET VARIABLE first when argument 2 is
+    empty)."""
+    h = {k: v for k, v in headers.items() if k != "agi_network_script"}
+    text = "".join(f"{k}: {v}\n" for k, v in h.items()) + "\n"
+    if not headers.get("agi_arg_2", "").strip():
+        value = variables.get("SENTINELLE_CAMPAIGN")
+        text += f"200 result=1 ({value})\n" if value is not None else "200 result=0\n"
+    return (text + "200 result=1\n" * 5).encode()
+
+
+def _set_variables(output: bytes) -> list[tuple[str, str]]:
+    out = []
+    for line in output.decode().splitlines():
+        m = re.fullmatch(r'SET VARIABLE (\S+) "(.*)"', line)
+        if m:
+            out.append((m.group(1), m.group(2)))
+    return out
+
+
+def _records(path: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, in insertion order; `decisions.source` is
+    left out, as it names the path on purpose."""
+    db = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                           "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        out = {}
+        for table in tables:
+            cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")
+                    if not (table == "decisions" and r[1] == "source")]
+            # names read from the test store's own schema, not input
+            out[table] = db.execute(f"SELECT {', '.join(cols)} FROM {table} "  # noqa: S608
+                                    "ORDER BY rowid").fetchall()
+        return out
+    finally:
+        db.close()
+
+
+def _fastagi(config: Config, requests: list[tuple[dict[str, str], dict[str, str]]]):
+    async def scenario():
+        sc = dataclasses.replace(config.server, listen="127.0.0.1:0")
+        srv = FastAgiServer(dataclasses.replace(config, server=sc), frozen(NOW))
+        _, port = await srv.start()
+        try:
+            return [await call(port, h, variables=v) for h, v in requests]
+        finally:
+            await srv.stop()
+
+    return asyncio.run(scenario())
+
+
+def _classic(config: Config, requests, tmp_path: Path) -> list[list[tuple[str, str]]]:
+    """Each request through `classic.run`, stdin and stdout regular files."""
+    out = []
+    for i, (headers, variables) in enumerate(requests):
+        src, dst = tmp_path / f"in{i}", tmp_path / f"out{i}"
+        src.write_bytes(_recorded_session(headers, variables))
+        with src.open("rb") as stdin, dst.open("wb") as stdout:
+            assert classic.run(config, frozen(NOW), stdin, stdout) == classic.EXIT_OK
+        out.append(_set_variables(dst.read_bytes()))
+    return out
+
+
+def _two_stores(config: Config, tmp_path: Path) -> tuple[Config, Config]:
+    """Configs for two byte-identical stores holding two consents."""
+    first = tmp_path / "fast.db"
+    s = Store(str(first), create=True)  # sqlite_only: the test copies the file
+    for e164 in ("+33612345678", "+33611111111"):
+        s.add_consent("acme", e164,
+                      ConsentProof(source="web", given_at=datetime(2026, 11, 1, tzinfo=PARIS)))
+    s.close()
+    shutil.copy(first, tmp_path / "classic.db")
+    return tuple(dataclasses.replace(config, store=dataclasses.replace(config.store, path=str(p)))
+                 for p in (first, tmp_path / "classic.db"))  # type: ignore[return-value]
+
+
+@pytest.mark.sqlite_only
+def test_classic_and_fastagi_give_the_same_variables_and_records(config, tmp_path):
+    """The same recorded requests, in the same order, on two copies of one
+    store: the classic path sets the same variables, in the same order, as
+    the FastAGI route, and leaves the same rows (attempts, decisions with
+    their inputs) behind; only `decisions.source` differs."""
+    fast_cfg, classic_cfg = _two_stores(config, tmp_path)
+    fast = _fastagi(fast_cfg, RECORDED)
+    by_classic = _classic(classic_cfg, RECORDED, tmp_path)
+    fast_vars = [[(m.group(1), m.group(2)) for c in r.commands
+                  if (m := re.fullmatch(r'SET VARIABLE (\S+) "(.*)"', c))] for r in fast]
+    assert by_classic == fast_vars
+    verdicts = [dict(v).get("SENTINELLE_VERDICT") for v in by_classic]
+    assert "ALLOW" in verdicts and "BLOCK" in verdicts  # the corpus exercises both
+    assert all(v[-1][0] == "SENTINELLE_VERDICT" for v in by_classic)
+    fast_rows, classic_rows = _records(str(tmp_path / "fast.db")), _records(str(tmp_path / "classic.db"))
+    assert classic_rows == fast_rows
+    assert len(classic_rows["decisions"]) == len(RECORDED)
+    sources = {r[0] for r in sqlite3.connect(tmp_path / "classic.db").execute(
+        "SELECT source FROM decisions")}
+    assert sources == {"agi"}
+
+
+# -- the result lines: one parser for both paths -----------------------------------
+
+RESULT_LINES = ["200 result=1", "200 result=0", "200 result=1 (promo)", "200 result=1 (a b (c))",
+                "200 result=-1", "200 result=1 (hangup)", "200 result= (timeout)", "200",
+                "100 result=0 Trying...", "510 Invalid or unknown command", "511 Command Not Permitted",
+                "520 End of proper usage.", "HANGUP", "200 result=1 endpos=1234", "999 what",
+                "200 result=2 (x) extra=3 (y)"]
+
+
+@pytest.mark.parametrize("line", RESULT_LINES)
+def test_result_lines_read_as_panoramisk_read_them(line):
+    """`wire.parse_result` replaced panoramisk's parse_agi_result on both
+    paths: the same result, and an AgiError exactly where panoramisk
+    reported an error (None for its intermediate 100)."""
+    from panoramisk.utils import parse_agi_result
+
+    theirs = parse_agi_result(line)
+    if "error" in theirs:
+        with pytest.raises(wire.AgiError, match=theirs["error"]):
+            wire.parse_result(line, "SET VARIABLE")
+    elif theirs["status_code"] == 100:
+        assert wire.parse_result(line, "SET VARIABLE") is None
+    else:
+        assert wire.parse_result(line, "SET VARIABLE") == theirs
+
+
+@pytest.mark.parametrize("line", ["", "OK", "2000 result=1", "abc 200"])
+def test_unparsable_result_lines_are_errors(line):
+    with pytest.raises(wire.AgiError, match="unparsable"):
+        wire.parse_result(line, "SET VARIABLE")
+
+
+# -- fail closed on the classic path ---------------------------------------------
+
+def _run_classic(config: Config, session: bytes, tmp_path: Path, name: str = "s"
+                 ) -> tuple[classic.Stats, list[tuple[str, str]]]:
+    src, dst = tmp_path / f"{name}.in", tmp_path / f"{name}.out"
+    src.write_bytes(session)
+    stats = classic.Stats()
+    with src.open("rb") as stdin, dst.open("wb") as stdout:
+        assert classic.run(config, frozen(NOW), stdin, stdout, stats) == classic.EXIT_OK
+    return stats, _set_variables(dst.read_bytes())
+
+
+@pytest.mark.sqlite_only
+def test_missing_store_blocks_with_sys_store(config, tmp_path):
+    cfg = dataclasses.replace(config, store=dataclasses.replace(config.store,
+                                                                path=str(tmp_path / "none.db")))
+    _, variables = _run_classic(cfg, _recorded_session(headers_for("0612345678"), {}), tmp_path)
+    assert dict(variables)["SENTINELLE_RULES"] == "SYS-STORE"
+    assert variables[-1] == ("SENTINELLE_VERDICT", "BLOCK")
+    assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.sqlite_only
+def test_locked_store_blocks_with_sys_store_and_records_nothing(config, store, tmp_path):
+    """Another process holds the write lock past the busy timeout: BLOCK
+    SYS-STORE, as the FastAGI route answers, and no attempt is written."""
+    _consent(store)
+    cfg = dataclasses.replace(config, store=dataclasses.replace(config.store, busy_timeout_ms=0))
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        _, variables = _run_classic(cfg, _recorded_session(headers_for("0612345678"), {}),
+                                    tmp_path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert dict(variables)["SENTINELLE_RULES"] == "SYS-STORE"
+    assert variables[-1] == ("SENTINELLE_VERDICT", "BLOCK")
+    assert store.count("attempts") == 0
+
+
+def _consent(store: Store) -> None:
+    store.add_consent("acme", "+33612345678",
+                      ConsentProof(source="web", given_at=datetime(2026, 11, 1, tzinfo=PARIS)))
+
+
+@pytest.mark.parametrize("session, why", [
+    (b"agi_arg_1: 0612345678\nagi_arg_2: promo\n", "closed inside the AGI headers"),
+    (b"agi_x: " + b"y" * 5000 + b"\n\n", "line too long"),
+    (b"".join(b"agi_h%d: %s\n" % (i, b"v" * 200) for i in range(100)) + b"\n", "too large"),
+    (b"".join(b"agi_h%d: v\n" % i for i in range(200)) + b"\n", "too many AGI header lines"),
+])
+def test_malformed_headers_say_why_and_set_nothing(session, why, config, store, tmp_path, capsys):
+    """No verdict reaches the channel (the dialplan blocks), nothing is
+    recorded, and stderr (which Asterisk logs) says what was wrong."""
+    from sentinelle import logs
+
+    logs.setup("WARNING")
+    stats, variables = _run_classic(config, session, tmp_path)
+    assert variables == [] and stats.decisions == {"allow": 0, "block": 0}
+    assert why in capsys.readouterr().err
+    assert store.count("decisions") == 0
+
+
+@pytest.mark.parametrize("answers, why", [
+    (b"", "connection closed waiting for the result of SET VARIABLE"),
+    (b"HANGUP\n", "AGIResultHangup for SET VARIABLE"),
+    (b"garbage\n", "unparsable AGI result"),
+    (b"520-Invalid command syntax.\nusage\n520 End of proper usage.\n", "usage error"),
+    (b"200 result=-1\n", "AGIAppError"),
+])
+def test_bad_answers_end_the_dialogue_before_the_verdict(answers, why, config, store, tmp_path,
+                                                         capsys):
+    """The decision is taken (and logged) before the answers; a broken answer
+    stops the dialogue there, so no VERDICT is sent after it."""
+    from sentinelle import logs
+
+    logs.setup("WARNING")
+    h = {k: v for k, v in headers_for("0612345678").items() if k != "agi_network_script"}
+    session = ("".join(f"{k}: {v}\n" for k, v in h.items()) + "\n").encode() + answers
+    stats, variables = _run_classic(config, session, tmp_path)
+    assert stats.decisions == {"allow": 0, "block": 1}
+    assert variables and variables[-1][0] != "SENTINELLE_VERDICT"
+    assert why in capsys.readouterr().err
+
+
+def test_a_silent_pipe_meets_the_header_deadline(config, store, tmp_path):
+    """Asterisk's side of the pipe open but silent: the header deadline
+    ends the session (no verdict, nothing recorded) instead of hanging."""
+    cfg = dataclasses.replace(config, server=dataclasses.replace(config.server,
+                                                                 header_timeout_s=0.2))
+    r, w = os.pipe()
+    out = tmp_path / "out"
+    stats = classic.Stats()
+    try:
+        with os.fdopen(r, "rb") as stdin, out.open("wb") as stdout:
+            assert classic.run(cfg, frozen(NOW), stdin, stdout, stats) == classic.EXIT_OK
+    finally:
+        os.close(w)
+    assert stats.bad_headers == 1 and out.read_bytes() == b""
+    assert store.count("decisions") == 0
+
+
+def test_an_unanswered_command_on_a_pipe_is_a_lost_dialogue(config, store, tmp_path, capsys,
+                                                             monkeypatch):
+    """The headers come, then Asterisk never answers the first SET VARIABLE:
+    the answer deadline drops the session rather than wait for ever."""
+    from sentinelle import logs
+
+    logs.setup("WARNING")
+    cfg = dataclasses.replace(config, server=dataclasses.replace(config.server,
+                                                                 request_timeout_s=0.2))
+    h = {k: v for k, v in headers_for("0612345678").items() if k != "agi_network_script"}
+    r, w = os.pipe()
+    os.write(w, ("".join(f"{k}: {v}\n" for k, v in h.items()) + "\n").encode())
+    monkeypatch.setattr(classic, "ANSWER_MIN_S", 0.2)
+    try:
+        with os.fdopen(r, "rb") as stdin, (tmp_path / "out").open("wb") as stdout:
+            assert classic.run(cfg, frozen(NOW), stdin, stdout) == classic.EXIT_OK
+    finally:
+        os.close(w)
+    assert "no answer to SET VARIABLE before the deadline" in capsys.readouterr().err
+    assert (tmp_path / "out").read_text().count("SET VARIABLE") == 1

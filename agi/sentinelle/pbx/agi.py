@@ -1,72 +1,44 @@
 """The AGI protocol, the part sentinelle speaks: Asterisk's headers, then
-one command and one result line at a time.
+one command and one result line at a time, over asyncio streams.
 
-panoramisk parses the result lines; the reading is ours because a FastAGI
-peer is untrusted input on a socket: headers are capped in size and lines,
-result dialogues in length, and whatever goes back into a command is made
-ASCII and unable to start a second one.
+The reading is ours because a FastAGI peer is untrusted input on a socket:
+headers are capped in size and lines, result dialogues in length, and
+whatever goes back into a command is made ASCII and unable to start a second
+one. The pure part (names, limits, result parsing) is in `wire`, shared with
+the classic AGI, which reads the same lines without asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import stat
-import unicodedata
-from collections.abc import Mapping
-from typing import IO, Protocol
+from typing import Protocol
 
-from panoramisk.utils import parse_agi_result
+from sentinelle.pbx import wire
+from sentinelle.pbx.wire import (
+    ARG_1,
+    ARG_2,
+    CALLERID,
+    CALLINGPRES,
+    CHANNEL,
+    EXTENSION,
+    HEADER_PREFIX,
+    MAX_HEADER_BYTES,
+    MAX_HEADER_LINES,
+    MAX_LINE,
+    MAX_RESULT_LINES,
+    NETWORK_SCRIPT,
+    REASON_MAX,
+    UNIQUEID,
+    AgiError,
+    ascii_safe,
+    is_masked,
+)
 
-from sentinelle.core.model import MASKED_CALLER_IDS
-
-# The headers sentinelle reads (Asterisk sends a few more: agi_language, ...).
-ARG_1 = "agi_arg_1"  # AGI(...,NUMBER,CAMPAIGN): the dialled number
-ARG_2 = "agi_arg_2"  # the campaign, or empty (then the SENTINELLE_CAMPAIGN channel variable)
-# The disposition route: AGI(.../disposition,CODE,ATTEMPT) -- the same two arguments, read as such.
-EXTENSION = "agi_extension"  # the dialled number when argument 1 is missing
-CALLERID = "agi_callerid"
-CALLINGPRES = "agi_callingpres"
-CHANNEL = "agi_channel"
-UNIQUEID = "agi_uniqueid"
-NETWORK_SCRIPT = "agi_network_script"  # the FastAGI route: agi://host:port/<script>
-HEADER_PREFIX = "agi_"
-
-MAX_HEADER_BYTES = 16 * 1024
-MAX_HEADER_LINES = 128
-MAX_LINE = 4096
-MAX_RESULT_LINES = 64  # "100 Trying" and "520-" usage lines before a final result
-REASON_MAX = 160
-_UNSAFE = re.compile(r"[^\x20-\x7e]")
-_RESULT = re.compile(r"^[0-9]{3}(?: |$)")  # "200 result=1", "511 ...", "100 Trying"
-# agi_callingpres: bits 0x60 are the presentation indicator (0x20 prohibited,
-# 0x40 unavailable); either way the callee sees no number (R-40).
-_PRES_MASK = 0x60
-
-
-class AgiError(Exception):
-    """The peer broke the AGI protocol; the connection is dropped."""
-
-
-def ascii_safe(value: str, limit: int = REASON_MAX) -> str:
-    """Make a value safe inside `SET VARIABLE name "value"`: ASCII, no
-    newline (a second AGI command), no quote or backslash (a broken one)."""
-    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
-    text = _UNSAFE.sub(" ", text).replace('"', "'").replace("\\", "/")
-    return text[:limit]
-
-
-def is_masked(headers: Mapping[str, str]) -> bool:
-    """Whether the callee would see no number: a withheld presentation, or a
-    caller ID that is one of the words PBXs put there (the rules' list)."""
-    pres = headers.get(CALLINGPRES, "0").strip()
-    try:
-        masked = (int(pres) & _PRES_MASK) != 0
-    except ValueError:
-        masked = pres.lower().startswith(("prohib", "unavail"))
-    callerid = headers.get(CALLERID, "").strip().lower()
-    return masked or not callerid or callerid in MASKED_CALLER_IDS
+# The routes and the server use these as agi.*; they are defined in `wire`.
+__all__ = ["ARG_1", "ARG_2", "CALLERID", "CALLINGPRES", "CHANNEL", "EXTENSION", "HEADER_PREFIX",
+           "MAX_HEADER_BYTES", "MAX_HEADER_LINES", "MAX_LINE", "MAX_RESULT_LINES", "NETWORK_SCRIPT",
+           "REASON_MAX", "UNIQUEID", "AgiChannel", "AgiError", "LineWriter", "ascii_safe",
+           "is_masked", "read_headers"]
 
 
 async def read_headers(reader: asyncio.StreamReader) -> dict[str, str] | None:
@@ -86,18 +58,13 @@ async def read_headers(reader: asyncio.StreamReader) -> dict[str, str] | None:
         total += len(line)
         if total > MAX_HEADER_BYTES:
             raise AgiError("AGI headers too large")
-        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not text:
+        if not wire.header_line(line, headers):
             return headers
-        key, sep, value = text.partition(":")
-        if sep and key.startswith(HEADER_PREFIX):
-            headers[key.strip()] = value.strip()
     raise AgiError("too many AGI header lines")
 
 
 class LineWriter(Protocol):
-    """What the AGI dialogue needs of its output: an asyncio.StreamWriter, or
-    `FileWriter` when the classic AGI's stdout is a regular file."""
+    """What the AGI dialogue needs of its output (an asyncio.StreamWriter)."""
 
     def write(self, data: bytes) -> None: ...
 
@@ -107,7 +74,7 @@ class LineWriter(Protocol):
 
 
 class AgiChannel:
-    """AGI commands on one connection, results parsed by panoramisk."""
+    """AGI commands on one connection."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: LineWriter) -> None:
         self.reader = reader
@@ -126,11 +93,10 @@ class AgiChannel:
         return line.decode("utf-8", errors="replace").rstrip("\r\n")
 
     async def command(self, cmd: str) -> dict[str, object]:
-        if "\n" in cmd or "\r" in cmd:
-            raise AgiError("refusing to send a command containing a newline")
-        name = " ".join(cmd.split()[:2])
+        data = wire.command_line(cmd)
+        name = wire.command_name(cmd)
         self.pending = name
-        self.writer.write(cmd.encode("ascii", "replace") + b"\n")
+        self.writer.write(data)
         await self.writer.drain()
         result = await self._result(name)
         self.pending = None
@@ -139,100 +105,18 @@ class AgiChannel:
     async def _result(self, name: str) -> dict[str, object]:
         for _ in range(MAX_RESULT_LINES):
             text = await self._line(name)
-            if text.startswith("520-"):  # usage error: skip the multi-line usage text
+            if text.startswith(wire.USAGE_START):  # skip the multi-line usage text
                 for _ in range(MAX_RESULT_LINES):
-                    if (await self._line(name)).startswith("520 "):
+                    if (await self._line(name)).startswith(wire.USAGE_END):
                         break
                 raise AgiError(f"AGI usage error for {name}")
-            if text != "HANGUP" and not _RESULT.match(text):
-                raise AgiError(f"unparsable AGI result {text[:80]!r}")
-            try:
-                result: dict[str, object] = parse_agi_result(text)
-            except (ValueError, TypeError):
-                raise AgiError(f"unparsable AGI result {text[:80]!r}") from None
-            if result.get("status_code") == 100:
-                continue
-            if "error" in result:
-                raise AgiError(f"{result['error']} for {name}: {text[:80]!r}")
-            return result
+            result = wire.parse_result(text, name)
+            if result is not None:
+                return result
         raise AgiError(f"too many intermediate AGI results for {name}")
 
     async def set_variable(self, name: str, value: str) -> None:
-        await self.command(f'SET VARIABLE {name} "{ascii_safe(value)}"')
+        await self.command(wire.set_variable(name, value))
 
     async def get_variable(self, name: str) -> str:
-        result = (await self.command(f"GET VARIABLE {name}")).get("result")
-        if not isinstance(result, tuple) or len(result) != 2 or result[0] != "1":
-            return ""  # "200 result=0": the variable is not set
-        return ascii_safe(str(result[1]), 64).strip()
-
-
-# A regular file on stdin is a recorded session, read whole; more than this
-# is no AGI session (headers are capped at 16 KiB, answers are a few lines).
-MAX_FILE_INPUT = 1024 * 1024
-
-
-class FileWriter:
-    """Blocking writes to a file descriptor the event loop cannot watch (a
-    regular file, /dev/null): such a write never waits for a reader, so
-    writing synchronously costs the loop nothing."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-
-    def write(self, data: bytes) -> None:
-        self._stream.write(data)
-
-    async def drain(self) -> None:
-        self._stream.flush()
-
-    def close(self) -> None:
-        self._stream.flush()
-
-
-async def stdio_streams(stdin: IO[bytes] | None = None,
-                        stdout: IO[bytes] | None = None) -> tuple[asyncio.StreamReader, LineWriter]:
-    """Classic AGI's transport: Asterisk runs one process per call and talks
-    over its stdin/stdout, which are pipes. asyncio's pipe transports refuse
-    anything else (a regular file: ValueError; /dev/null: epoll says EPERM),
-    yet `sentinelle agi < session.txt > answers.txt` is how an admin replays
-    a session: a file is read whole (it is all there already) and written
-    to with blocking writes. A closed stdin/stdout is an OSError."""
-    import sys
-
-    for name, given, std in (("stdin", stdin, sys.stdin), ("stdout", stdout, sys.stdout)):
-        if given is None and std is None:
-            raise OSError(f"{name} is closed")
-    stdin = stdin if stdin is not None else sys.stdin.buffer
-    stdout = stdout if stdout is not None else sys.stdout.buffer
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE)
-    if _pollable(stdin.fileno()):
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
-    else:
-        reader.feed_data(_read_file(stdin.fileno()))
-        reader.feed_eof()
-    if not _pollable(stdout.fileno()):
-        return reader, FileWriter(stdout)
-    transport, protocol = await loop.connect_write_pipe(
-        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), stdout)
-    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
-
-
-def _pollable(fd: int) -> bool:
-    """Whether the event loop can watch `fd`: pipes, sockets and terminals;
-    not regular files, nor /dev/null (a character device epoll refuses)."""
-    mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
-
-
-def _read_file(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < MAX_FILE_INPUT:
-        chunk = os.read(fd, MAX_FILE_INPUT - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
+        return wire.variable_value(await self.command(f"GET VARIABLE {name}"))

@@ -10,8 +10,6 @@ unless that campaign chose fail_open.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import datetime
 from functools import partial
 
 from sentinelle.config import Config
@@ -20,8 +18,9 @@ from sentinelle.core.rules import SYS_TIMEOUT
 from sentinelle.guard import Request, check, fault
 from sentinelle.pbx import agi
 from sentinelle.pbx import channelvars as agivars
-from sentinelle.pbx.agi import AgiChannel, AgiError, ascii_safe
+from sentinelle.pbx.agi import AgiChannel, AgiError
 from sentinelle.pbx.session import Session
+from sentinelle.pbx.verdict import answer_values, build_request
 from sentinelle.store import Backend
 
 
@@ -47,22 +46,6 @@ async def read_request(session: Session) -> Request:
     return build_request(session.headers, campaign, session.clock(), session.source)
 
 
-def build_request(headers: Mapping[str, str], campaign: str, at: datetime,
-                  source: str = "fastagi") -> Request:
-    """The call's Request, from the AGI headers: the only place they become
-    one, so the decision and a timeout answer for the same call agree (the
-    campaign, hence its fail_open choice, above all)."""
-    number = headers.get(agi.ARG_1, "").strip() or headers.get(agi.EXTENSION, "")
-    masked = agi.is_masked(headers)
-    return Request(
-        dialled=number, at=at, campaign=campaign or None,
-        caller_id=None if masked else headers.get(agi.CALLERID, "").strip(),
-        masked=masked, record=True, source=source,
-        context=(("channel", headers.get(agi.CHANNEL, "")),
-                 ("uniqueid", headers.get(agi.UNIQUEID, ""))),
-    )
-
-
 def _decide(config: Config, request: Request, store: Backend | None, error: str | None,
             may_wait: bool) -> Decision:
     return check(config, store, request, store_error=error, busy_raises=not may_wait)
@@ -75,18 +58,3 @@ async def answer(channel: AgiChannel, decision: Decision) -> None:
     trip per value instead of five per check."""
     for name, value in answer_values(decision):
         await channel.set_variable(name, value)
-
-
-def answer_values(d: Decision) -> list[tuple[str, str]]:
-    """The SET VARIABLEs for a decision, already made safe: the non-empty
-    ones (the dialplan cleared them all), then VERDICT, always, last."""
-    reason = d.reasons[0] if d.reasons else (d.notes[0] if d.notes else "")
-    out = []
-    for name, value in ((agivars.RULES, ",".join(d.rules)), (agivars.REASON, reason),
-                        (agivars.RETRY_AT, d.retry_at.isoformat() if d.retry_at else ""),
-                        (agivars.ATTEMPT, str(d.attempt_id or ""))):
-        safe = ascii_safe(value)
-        if safe.strip():
-            out.append((name, safe))
-    out.append((agivars.VERDICT, agivars.ALLOW if d.allowed else agivars.BLOCK))
-    return out

@@ -1,0 +1,266 @@
+"""The classic per-call AGI's work: one check on stdin/stdout, without
+asyncio or panoramisk. `stdio` is the console script that loads it.
+
+Every call pays for the process's start-up before a header is read, and that
+start-up is post-dial delay. So this path imports only what one check needs:
+no click, no HTTP, ARI or metrics code, no FastAGI server, no asyncio (an
+event loop for one dialogue of a few lines cost ~50 ms of imports per call)
+and no panoramisk: the dialogue is blocking reads and writes, each bounded
+by the request's deadline with `select`. The store comes without
+sqlite-utils (only a schema upgrade needs it), and the holiday calendars
+from a cache file beside the store (see `holiday_cache`), so `holidays` is
+not imported either. `tests/test_classic_agi.py` keeps it that way, and
+checks that this path and the FastAGI `check` route give the same variables
+and the same store records for the same requests.
+
+What the FastAGI route does, this does too, with the same functions: the
+request from the headers and the variables from the decision (`verdict`),
+the result lines (`wire`), `guard.check` on the store with a lock wait
+bounded by the deadline, SYS-TIMEOUT when too little time is left,
+fail-closed on a missing or locked store. Decisions are logged with
+`source=agi`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO
+
+from sentinelle import logs
+from sentinelle.config import Config, ConfigError, load_config
+from sentinelle.core.model import Decision
+from sentinelle.core.rules import SYS_TIMEOUT
+from sentinelle.guard import Request, check, fault
+from sentinelle.pbx import channelvars as agivars
+from sentinelle.pbx import holiday_cache, wire
+from sentinelle.pbx.verdict import answer_values, build_request
+from sentinelle.store import StoreError
+from sentinelle.store.handle import StoreHandle
+
+log = logging.getLogger("sentinelle.agi")
+
+EXIT_OK, EXIT_USAGE = 0, 2
+# As on the FastAGI worker: no store work starts this close to the deadline
+# (the call is then answered SYS-TIMEOUT and nothing may be recorded for it).
+MARGIN_S = 0.1
+# As on the FastAGI service (session.ANSWER_MIN_S): once decided, writing
+# the answer back gets at least this long.
+ANSWER_MIN_S = 1.0
+
+
+@dataclass
+class Stats:
+    """What happened in this process's one session (tests read it)."""
+
+    connections: int = 0
+    bad_headers: int = 0
+    timeouts: int = 0
+    decisions: dict[str, int] = field(default_factory=lambda: {"allow": 0, "block": 0})
+
+
+class TimedOut(Exception):
+    """Nothing to read before the deadline."""
+
+
+class StdioChannel:
+    """The AGI dialogue on two file descriptors, with blocking I/O.
+
+    A pipe (what Asterisk gives) is waited on with `select` up to a
+    deadline; a regular file or /dev/null (`sentinelle agi < session.txt >
+    answers.txt` replays a session) is always ready and is just read."""
+
+    def __init__(self, fd_in: int, fd_out: int) -> None:
+        self.fd_in, self.fd_out = fd_in, fd_out
+        self._pollable = _pollable(fd_in)
+        self._buf = b""
+        self._eof = False
+
+    @classmethod
+    def open(cls, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> StdioChannel:
+        """The process's stdin/stdout (or the given streams). OSError when one
+        is closed or unusable."""
+        fds = []
+        for name, given, std in (("stdin", stdin, sys.stdin), ("stdout", stdout, sys.stdout)):
+            stream = given if given is not None else (std.buffer if std is not None else None)
+            if stream is None:
+                raise OSError(f"{name} is closed")
+            fd = stream.fileno()
+            os.fstat(fd)  # EBADF for a descriptor closed under Python's feet
+            fds.append(fd)
+        return cls(fds[0], fds[1])
+
+    def readline(self, deadline: float) -> bytes:
+        """One line with its end, b"" at end of input, TimedOut when none
+        came before `deadline` (time.monotonic()), AgiError when it is longer
+        than wire.MAX_LINE."""
+        while True:
+            end = self._buf.find(b"\n")
+            if end >= 0:
+                line, self._buf = self._buf[:end + 1], self._buf[end + 1:]
+                if len(line) > wire.MAX_LINE:
+                    raise wire.AgiError("AGI line too long")
+                return line
+            if len(self._buf) > wire.MAX_LINE:
+                raise wire.AgiError("AGI line too long")
+            if self._eof:
+                line, self._buf = self._buf, b""
+                return line
+            if self._pollable:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.fd_in], [], [], left)[0]:
+                    raise TimedOut
+            chunk = os.read(self.fd_in, 65536)
+            if chunk:
+                self._buf += chunk
+            else:
+                self._eof = True
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd_out, view):]
+
+    def read_headers(self, deadline: float) -> dict[str, str] | None:
+        """The AGI environment up to its blank line, as `agi.read_headers`
+        reads it on a socket: None on an immediate end of input, AgiError on
+        oversize or an end mid-way."""
+        headers: dict[str, str] = {}
+        total = 0
+        for _ in range(wire.MAX_HEADER_LINES + 1):
+            line = self.readline(deadline)
+            if not line:
+                if not headers and total == 0:
+                    return None
+                raise wire.AgiError("connection closed inside the AGI headers")
+            total += len(line)
+            if total > wire.MAX_HEADER_BYTES:
+                raise wire.AgiError("AGI headers too large")
+            if not wire.header_line(line, headers):
+                return headers
+        raise wire.AgiError("too many AGI header lines")
+
+    def command(self, cmd: str, deadline: float) -> dict[str, object]:
+        """Send one command and read its result (as `agi.AgiChannel.command`).
+        A result not in before `deadline` is a lost dialogue: AgiError."""
+        name = wire.command_name(cmd)
+        self.write(wire.command_line(cmd))
+        try:
+            for _ in range(wire.MAX_RESULT_LINES):
+                text = self._line(name, deadline)
+                if text.startswith(wire.USAGE_START):  # skip the multi-line usage text
+                    for _ in range(wire.MAX_RESULT_LINES):
+                        if self._line(name, deadline).startswith(wire.USAGE_END):
+                            break
+                    raise wire.AgiError(f"AGI usage error for {name}")
+                result = wire.parse_result(text, name)
+                if result is not None:
+                    return result
+        except TimedOut:
+            raise wire.AgiError(f"no answer to {name} before the deadline") from None
+        raise wire.AgiError(f"too many intermediate AGI results for {name}")
+
+    def _line(self, name: str, deadline: float) -> str:
+        line = self.readline(deadline)
+        if not line:
+            raise wire.AgiError(f"connection closed waiting for the result of {name}")
+        return line.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _pollable(fd: int) -> bool:
+    """Whether `select` can wait on `fd`: pipes, sockets and terminals. A
+    regular file or /dev/null is always ready (and holds all it ever will)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
+
+
+def decide(config: Config, handle: StoreHandle, request: Request, deadline: float) -> Decision:
+    """`guard.check` on the store, opened for this one call with a lock wait
+    bounded by what is left of the deadline; SYS-TIMEOUT (nothing recorded)
+    when too little is left to start. A store that cannot be opened is the
+    guard's SYS-STORE block, as on the FastAGI service."""
+    left_ms = int((deadline - time.monotonic() - MARGIN_S) * 1000)
+    if left_ms <= 0:
+        return fault(config, request, SYS_TIMEOUT, "check exceeded server.request_timeout_s",
+                     logging.WARNING)
+    error = None
+    store = None
+    try:
+        store = handle.get(min(left_ms, config.store.busy_timeout_ms))
+    except StoreError as exc:
+        error = str(exc)
+    return check(config, store, request, store_error=error, busy_raises=False)
+
+
+def session(config: Config, clock: Callable[[], datetime], channel: StdioChannel,
+            stats: Stats) -> None:
+    """One check: headers, campaign, decision, answer (VERDICT last)."""
+    started = time.monotonic()
+    try:
+        headers = channel.read_headers(started + config.server.header_timeout_s)
+    except TimedOut:
+        stats.bad_headers += 1
+        logs.event(log, "no AGI headers before the deadline", logging.WARNING)
+        return
+    if headers is None:
+        return
+    stats.connections += 1
+    started = time.monotonic()
+    deadline = started + config.server.request_timeout_s
+    campaign = headers.get(wire.ARG_2, "").strip()
+    if not campaign:
+        campaign = wire.variable_value(channel.command(f"GET VARIABLE {agivars.CAMPAIGN}",
+                                                       deadline))
+    request = build_request(headers, campaign, clock(), "agi")
+    # Closed after the answer, not before: closing the last connection to a
+    # WAL store checkpoints it, which the call need not wait for.
+    handle = StoreHandle(config.store)
+    try:
+        decision = decide(config, handle, request, deadline)
+        stats.decisions[decision.verdict.value] += 1
+        answer_by = time.monotonic() + max(ANSWER_MIN_S, deadline - time.monotonic())
+        for name, value in answer_values(decision):
+            channel.command(wire.set_variable(name, value), answer_by)
+    finally:
+        handle.close()
+
+
+def run(config: Config, clock: Callable[[], datetime], stdin: IO[bytes] | None = None,
+        stdout: IO[bytes] | None = None, stats: Stats | None = None) -> int:
+    """The check for one call, with the holiday calendars from their cache;
+    an exit code. Shared by `sentinelle-agi` and `sentinelle agi`."""
+    try:
+        channel = StdioChannel.open(stdin, stdout)
+    except OSError as exc:  # stdin/stdout unusable (closed, a directory...)
+        print(f"error: classic AGI cannot use stdin/stdout: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    holiday_cache.use(config.store.path, clock())
+    try:
+        session(config, clock, channel, stats or Stats())
+    except (OSError, wire.AgiError) as exc:
+        # No verdict reached the channel: the dialplan fails closed. WARNING,
+        # so that Asterisk's log (which shows an AGI's stderr) says why.
+        logs.event(log, "AGI session dropped", logging.WARNING, error=str(exc))
+    return EXIT_OK
+
+
+def main(clock: Callable[[], datetime] | None = None) -> int:
+    """`stdio.main`'s work: logging, the config from $SENTINELLE_CONFIG
+    (else ./sentinelle.toml, else the defaults), then the check. `clock`
+    is the system's unless a benchmark freezes it."""
+    from sentinelle.core.clock import system_clock
+
+    logs.setup("WARNING")
+    try:
+        config = load_config(None)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(config, clock or system_clock)
