@@ -1,6 +1,7 @@
 """The FastAGI service: Asterisk asks, sentinelle answers with channel variables.
 
-panoramisk parses AGI results, but the accept loop is ours: panoramisk 1.4's
+AGI result lines are read by `pbx.wire` (as panoramisk 1.4 reads them, checked
+by a test against it), and the accept loop is ours: panoramisk 1.4's
 `Application.handler` spins at 100% CPU when a client closes before sending
 its headers (a TCP health check does exactly that), and has neither a header
 deadline nor a size limit. Here every connection gets a header deadline, a
