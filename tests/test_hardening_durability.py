@@ -271,3 +271,136 @@ def test_store_momentarily_empty_never_costs_the_wal(tmp_path):
     assert store.count("attempts") == 3
     store.close()
     assert attempts_in(path) == dict.fromkeys(ids, e164(NUMBERS[0]))
+
+
+# -- 6. an unreadable store -------------------------------------------------------
+
+# On a PBX the service runs as `sentinelle` with no capabilities, so chmod and
+# chown stop it; root reads through permission bits (CAP_DAC_OVERRIDE and
+# CAP_DAC_READ_SEARCH). The tests run as root: serve is started without those
+# two capabilities, and the fault is a real chmod 000.
+NO_DAC = ("setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search")
+
+
+def metrics_extra(port: int) -> str:
+    return f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+
+
+def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def metric(text: str, sample: str) -> float:
+    """The value of one sample, named with its labels as exposed."""
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head == sample:
+            return float(value)
+    raise AssertionError(f"{sample} not in metrics:\n{text}")
+
+
+async def until_allowed(port: int, numbers, deadline_s: float = 15.0) -> tuple[list[Probe], float]:
+    """Checks, one after the other, until one is allowed: the probes and when
+    the ALLOW arrived (monotonic). Polls rather than sleeps a guessed delay."""
+    probes: list[Probe] = []
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        p = await probe(port, next(numbers))
+        probes.append(p)
+        if p.verdict == "ALLOW":
+            return probes, p.ended
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never allowed again: {probes[-3:]}")
+
+
+def test_unreadable_store_at_startup_serves_blocks_and_recovers(tmp_path, request):
+    """The store's directory at chmod 000 when serve starts. Before the fix
+    serve exited 1 (systemd restarts it in a loop, the dialplan sees the
+    service down). Now it starts, every check is BLOCK SYS-STORE naming the
+    cause, /health and the metrics say why, and it recovers by itself once
+    the store is readable again."""
+    from tests.helpers.hardening_support import free_port
+
+    var = tmp_path / "var"
+    var.mkdir()
+    mport = free_port()
+    svc = Serve(tmp_path, store=var / "sentinelle.db", wrap=NO_DAC, extra=metrics_extra(mport))
+    seed_consents(svc.store, NUMBERS[:100])
+    numbers = iter(NUMBERS[:100])
+    os.chmod(var, 0)
+    try:
+        with svc.start():
+            blocked = asyncio.run(probe(svc.port, next(numbers)))
+            assert (blocked.verdict, blocked.rules) == ("BLOCK", "SYS-STORE"), blocked
+            assert "unreadable" in blocked.reason and "ermission denied" in blocked.reason, blocked
+            status, health = scrape(mport, "/health")
+            assert status == 503 and "unreadable" in health, (status, health)
+            text = scrape(mport)[1]
+            assert metric(text, "sentinelle_store_up") == 0.0
+            assert 'sentinelle_store_problem{reason="store unreadable' in text, text
+            os.chmod(var, 0o700)
+            t_back = time.monotonic()
+            probes, allowed_at = asyncio.run(until_allowed(svc.port, numbers))
+            recovery = allowed_at - t_back
+            assert recovery < RECOVERY_S, f"recovery took {recovery:.2f}s"
+            assert scrape(mport, "/health") == (200, "ok\n")
+            text = scrape(mport)[1]
+            assert metric(text, "sentinelle_store_up") == 1.0
+            assert metric(text, 'sentinelle_store_problem{reason=""}') == 0.0
+    finally:
+        os.chmod(var, 0o700)
+    assert_nothing_lost(svc.store, [blocked, *probes])
+    audit_clean(svc)
+    report(request, f"store unreadable at start-up: serve started, BLOCK SYS-STORE "
+                    f"{blocked.reason.split(': ', 1)[-1][:70]!r}, /health 503 with the reason; "
+                    f"first ALLOW {recovery * 1000:.0f} ms after chmod back")
+
+
+def test_store_made_unreadable_under_serve_is_sys_store(tmp_path, request):
+    """The store's directory chmod 000 under load, then back. Before the fix
+    the checks blocked with SYS-ERROR (a PermissionError escaping the store's
+    identity check) instead of SYS-STORE with the reason."""
+    var = tmp_path / "var"
+    var.mkdir()
+    svc = Serve(tmp_path, store=var / "sentinelle.db", wrap=NO_DAC)
+    seed_consents(svc.store, NUMBERS)
+    numbers = iter(NUMBERS)
+    try:
+        with svc.start():
+            async def scenario() -> tuple[list[Probe], float, float, list[Probe], float]:
+                probes: list[Probe] = []
+                stop = asyncio.Event()
+                task = asyncio.create_task(_probing(svc.port, numbers, 4, stop, probes, 0.01))
+                await asyncio.sleep(0.5)
+                os.chmod(var, 0)
+                t0 = time.monotonic()
+                await asyncio.sleep(1.5)
+                os.chmod(var, 0o700)
+                t1 = time.monotonic()
+                stop.set()
+                await task
+                after, allowed_at = await until_allowed(svc.port, numbers)
+                return probes, t0, t1, after, allowed_at
+
+            probes, t0, t1, after, allowed_at = asyncio.run(scenario())
+    finally:
+        os.chmod(var, 0o700)
+    inside = [p for p in probes if p.started > t0 and p.ended < t1]
+    assert len(inside) >= 2, len(inside)
+    seen = Counter((p.verdict, p.rules, p.reason[:50]) for p in inside)
+    assert all(p.verdict == "BLOCK" and p.rules == "SYS-STORE" and "unreadable" in p.reason
+               for p in inside), seen
+    recovery = allowed_at - t1
+    assert recovery < RECOVERY_S, f"recovery took {recovery:.2f}s"
+    assert_nothing_lost(svc.store, probes + after)
+    audit_clean(svc)
+    report(request, f"store directory chmod 000 under load 1.5 s: {len(inside)} checks BLOCK "
+                    f"SYS-STORE ('store unreadable'), first ALLOW {recovery * 1000:.0f} ms "
+                    f"after chmod back; every ALLOW's attempt in the store")

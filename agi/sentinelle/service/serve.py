@@ -18,7 +18,7 @@ from sentinelle import logs
 from sentinelle.config import Config, permission_warnings, validate_for_serving, validate_http
 from sentinelle.core.clock import frozen, system_clock
 from sentinelle.pbx.server import FastAgiServer
-from sentinelle.store import Checkpointer, Store
+from sentinelle.store import Checkpointer, Store, StoreError
 
 if TYPE_CHECKING:
     from sentinelle.http.server import HttpServer
@@ -37,12 +37,28 @@ def warn_permissions(config: Config) -> None:
         logs.event(log, warning, logging.WARNING)
 
 
+def prepare_store(config: Config) -> None:
+    """Create the store or bring its schema up to date before serving. A store
+    that cannot be opened now (unreadable after a chmod or a chown) must not
+    stop the service: exiting would make systemd restart
+    it in a loop while the dialplan sees it down, with no reason anywhere.
+    It serves instead; every check blocks with SYS-STORE and the reason
+    (as do /health and the metrics) until the store can be opened, which
+    each check retries."""
+    sc = config.store
+    try:
+        Store(sc.path, create=True, busy_timeout_ms=sc.busy_timeout_ms).close()
+    except StoreError as exc:
+        logs.event(log, "store unavailable at start-up: serving, every check blocks SYS-STORE "
+                        "until it can be opened", logging.ERROR, error=str(exc))
+
+
 async def run(config: Config, at: datetime | None = None,
               ready: asyncio.Event | None = None) -> None:
     validate_for_serving(config)
     warn_permissions(config)
+    prepare_store(config)
     sc = config.store
-    Store(sc.path, create=True, busy_timeout_ms=sc.busy_timeout_ms).close()  # schema ready
     clock = frozen(at) if at else system_clock
     metrics = None
     if config.metrics.listen:

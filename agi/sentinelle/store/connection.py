@@ -10,6 +10,10 @@ Why the choices below:
   takes an empty file for an empty database and deletes the `-wal` beside
   it, which is the real store's (renamed away, being copied back): its last
   commits, the attempts of calls already allowed, would be gone.
+- A store the service may not read (its file or directory chmod'ed or
+  chown'ed away) is a `StoreError` saying so, like a missing one: a check
+  then blocks with SYS-STORE and the reason, never SYS-ERROR, and the next
+  use retries, so the service recovers once the permissions are fixed.
 - Every SQLite error leaves as `StoreError` (`StoreBusy` for a lock), and a
   connection that met anything but a lock is dropped and reopened on next
   use rather than kept poisoned (a corrupt or replaced file).
@@ -24,7 +28,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Self, TypeVar
 from urllib.parse import quote as pathname2url  # what urllib.request's is on POSIX, minus its ~20 ms import
 
@@ -49,6 +52,36 @@ _header_lock = threading.Lock()
 _HEADER_FDS_MAX = 64
 
 
+def unreadable(path: str, exc: OSError) -> str:
+    return (f"store unreadable: {path}: {exc.strerror or exc} "
+            "(check the owner and mode of the file and its directory)")
+
+
+def stat_store(path: str) -> os.stat_result | None:
+    """The store file's stat, None when it does not exist; StoreError when it
+    cannot be looked at (a PermissionError must not escape as an internal
+    error: it is a store fault, blocked as SYS-STORE with its reason)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(unreadable(path, exc)) from None
+
+
+def access_problem(path: str) -> str | None:
+    """Why this process may not read and write the store (or create its -wal
+    and -shm beside it), or None. SQLite only says "unable to open database
+    file"; an admin needs to know it is the permissions."""
+    directory = os.path.dirname(os.path.abspath(path))
+    denied = PermissionError(13, "Permission denied")
+    if not os.access(directory, os.X_OK):
+        return unreadable(directory, denied)
+    if not os.access(path, os.F_OK):  # to be created: the directory must be writable
+        return None if os.access(directory, os.W_OK) else unreadable(directory, denied)
+    return None if os.access(path, os.R_OK | os.W_OK) else unreadable(path, denied)
+
+
 def header_problem(path: str) -> str | None:
     """Why the file at `path` must not be opened as an existing store, or None."""
     try:
@@ -56,7 +89,7 @@ def header_problem(path: str) -> str | None:
     except FileNotFoundError:
         return None  # reported as a missing store by the caller
     except OSError as exc:
-        return f"store unreadable: {path}: {exc.strerror or exc}"
+        return unreadable(path, exc)
     if not head:
         return f"store file is empty: {path} (replaced or truncated? restore it)"
     if head != SQLITE_MAGIC:
@@ -122,9 +155,10 @@ class SqliteDatabase:
 
     def _connect(self, create: bool) -> None:
         memory = self.path == ":memory:"
-        if not memory and not create and not Path(self.path).exists():
+        if not memory and not create and stat_store(self.path) is None:
             raise StoreError(f"store missing: {self.path} (run an import or `sentinelle init`)")
-        problem = None if memory or create else header_problem(self.path)
+        problem = None if memory or create else (access_problem(self.path)
+                                                 or header_problem(self.path))
         if problem:
             raise StoreError(problem)
         try:
@@ -149,12 +183,20 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             self.close()
             kind = StoreBusy if is_busy(exc) else StoreError
-            raise kind(f"cannot open store {self.path}: {exc}") from exc
+            why = None if memory or kind is StoreBusy else access_problem(self.path)
+            raise kind(why or f"cannot open store {self.path}: {exc}") from exc
         except StoreError:
             self.close()
             raise
         if not memory:
-            st = os.stat(self.path)
+            try:
+                st = stat_store(self.path)
+            except StoreError:
+                self.close()
+                raise
+            if st is None:
+                self.close()
+                raise StoreError(f"store file disappeared: {self.path}")
             self._identity = (st.st_dev, st.st_ino)
 
     def close(self) -> None:
@@ -187,10 +229,13 @@ class SqliteDatabase:
         under us (it would silently swallow records)."""
         if self._identity is not None:
             try:
-                st = os.stat(self.path)
-            except FileNotFoundError:
+                st = stat_store(self.path)
+            except StoreError:
                 self.close()
-                raise StoreError(f"store file disappeared: {self.path}") from None
+                raise
+            if st is None:
+                self.close()
+                raise StoreError(f"store file disappeared: {self.path}")
             if (st.st_dev, st.st_ino) != self._identity:
                 self.close()
                 self._identity = None
