@@ -449,3 +449,128 @@ def test_burst_of_1000_simultaneous_checks_all_get_a_verdict(tmp_path, request):
                     f"verdicts ({dict(verdicts)}), all in {took:.2f}s; latency p50 "
                     f"{percentile(lat, 0.5):.0f} ms, p99 {percentile(lat, 0.99):.0f} ms, max "
                     f"{max(lat):.0f} ms")
+
+
+# -- 4. a full disk at a high check rate ---------------------------------------------
+
+DISK_MIB = 20
+FREED_MIB = 19
+
+
+class SmallDisk:
+    """A real small file system (tmpfs, `size=`), mounted for one test: the
+    store lives on it, and `fill()` writes a file until ENOSPC."""
+
+    def __init__(self, where: Path, mib: int) -> None:
+        import subprocess
+
+        self.where = where
+        where.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(where)],
+                       check=True)
+        self.filler = where / "filler"
+
+    def fill(self) -> int:
+        """Write until the file system is full; the bytes written."""
+        chunk = b"\0" * (64 * 1024)
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            while True:
+                try:
+                    os.write(fd, chunk)
+                except OSError:
+                    break
+            # the last partial chunk too: not one free block left
+            for size in (4096, 512, 1):
+                while True:
+                    try:
+                        os.write(fd, chunk[:size])
+                    except OSError:
+                        break
+        finally:
+            os.close(fd)
+        return self.filler.stat().st_size
+
+    def free(self, mib: int) -> None:
+        size = self.filler.stat().st_size
+        os.truncate(self.filler, max(0, size - mib * 1024 * 1024))
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.where)
+        return st.f_bavail * st.f_frsize
+
+    def unmount(self) -> None:
+        import subprocess
+
+        subprocess.run(["umount", "-l", str(self.where)], check=False)
+
+
+def test_full_disk_under_load_blocks_then_recovers(tmp_path, request):
+    """On a 20 MiB file system under load (16 clients, no pause), the disk is
+    filled, then 19 MiB are freed. Before the fix the WAL refilled the freed
+    space within a second and every check stayed BLOCK SYS-STORE "database
+    or disk is full" while the load lasted: checkpoints needed room to grow
+    the store file and never caught up. Now: every check during the fault
+    blocks (no ALLOW whose attempt is not in the store), the service is
+    allowing again within 2 s of the space being freed and stays so, the
+    metrics show the free space and the WAL size, and nothing recorded is
+    lost across a kill -9."""
+    from tests.helpers.hardening_support import free_port
+
+    disk = SmallDisk(tmp_path / "disk", DISK_MIB)
+    mport = free_port()
+    try:
+        svc = Serve(tmp_path / "svc", store=disk.where / "sentinelle.db",
+                    extra=metrics_extra(mport))
+        seed_consents(svc.store, NUMBERS)
+        numbers = itertools.cycle(NUMBERS)
+        with svc.start():
+            async def scenario() -> tuple[list[Probe], float, float, str]:
+                probes: list[Probe] = []
+                stop = asyncio.Event()
+                task = asyncio.create_task(_probing(svc.port, numbers, 16, stop, probes, 0.0))
+                await asyncio.sleep(1.0)
+                t_full = time.monotonic()
+                await asyncio.to_thread(disk.fill)
+                full_text = (await asyncio.to_thread(scrape, mport))[1]
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(disk.free, FREED_MIB)
+                t_freed = time.monotonic()
+                await asyncio.sleep(4.0)
+                stop.set()
+                await task
+                return probes, t_full, t_freed, full_text
+
+            probes, t_full, t_freed, full_text = asyncio.run(scenario())
+            svc.kill9()
+            svc.start()
+            after = [asyncio.run(probe(svc.port, next(numbers))) for _ in range(5)]
+            text = scrape(mport)[1]
+        assert_nothing_lost(svc.store, probes + after)
+        audit = audit_clean(svc)
+    finally:
+        disk.unmount()
+    rate = sum(1 for p in probes if p.ended < t_full) / 1.0
+    inside = [p for p in probes if p.started > t_full + 0.5 and p.ended < t_freed]
+    assert inside and all(p.verdict == "BLOCK" and p.rules in SYS for p in inside), \
+        Counter((p.verdict, p.rules, p.reason[:50]) for p in inside)
+    recovered = first_allow_after(probes, t_freed)
+    assert recovered is not None, "never allowed again after the space was freed"
+    recovery = recovered - t_freed
+    late = [p for p in probes if p.started > t_freed + RECOVERY_S]
+    late_ok = sum(p.verdict == "ALLOW" or p.rules == "R-30" for p in late)
+    assert late and late_ok == len(late), \
+        Counter((p.verdict, p.rules, p.reason[:50]) for p in late if p.verdict != "ALLOW")
+    assert recovery < RECOVERY_S, f"recovery took {recovery:.2f}s"
+    assert all(p.verdict == "ALLOW" for p in after), after
+    assert metric(full_text, "sentinelle_store_disk_free_bytes") < 1024 * 1024, full_text
+    assert metric(text, "sentinelle_store_disk_free_bytes") > 10 * 1024 * 1024, text
+    wal = metric(text, "sentinelle_store_wal_bytes")
+    assert 0 <= wal < DISK_MIB * 1024 * 1024
+    warned = [line for line in svc.log_lines() if line.get("msg", "").startswith("disk almost full")]
+    assert warned and warned[0]["free_bytes"] < 64 * 1024 * 1024, "no warning of a disk filling up"
+    report(request, f"disk full at ~{rate:.0f} checks/s on a {DISK_MIB} MiB tmpfs: "
+                    f"{len(inside)} checks BLOCK SYS-*; first ALLOW {recovery * 1000:.0f} ms after "
+                    f"{FREED_MIB} MiB were freed, {late_ok}/{len(late)} checks answered (ALLOW or "
+                    f"R-30) from 2 s after; {sum(p.verdict == 'ALLOW' for p in probes)} ALLOWs, "
+                    f"all in the store after kill -9; {audit['attempts']} attempts, audit clean")

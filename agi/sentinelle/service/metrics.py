@@ -31,6 +31,7 @@ from sentinelle import logs
 from sentinelle.config import Config
 from sentinelle.core.model import PARIS, Decision
 from sentinelle.store import Store, StoreError
+from sentinelle.store.checkpoint import free_bytes, wal_bytes
 
 if TYPE_CHECKING:
     from sentinelle.pbx.listener import Listener
@@ -52,6 +53,8 @@ METRIC_NAMES = (
     "sentinelle_consents_expiring",
     "sentinelle_store_up",
     "sentinelle_store_problem",
+    "sentinelle_store_disk_free_bytes",
+    "sentinelle_store_wal_bytes",
 )
 
 
@@ -171,6 +174,20 @@ class _StoreCollector(Collector):
             "sentinelle_consents_expiring",
             f"Live consents reaching consent_max_age_days (R-11) within {CONSENT_HORIZON_DAYS} days.",
             labels=["professional"])
+        # Two stat calls on paths, never a descriptor opened on the store
+        # (closing one would drop SQLite's locks): asked even when the store
+        # cannot be opened, a full disk being one reason it cannot.
+        space = GaugeMetricFamily(
+            "sentinelle_store_disk_free_bytes",
+            "Free space on the store's file system (a full disk blocks every check, "
+            "SYS-STORE).")
+        free = free_bytes(config.store.path)
+        if free is not None:
+            space.add_metric([], float(free))
+        wal = GaugeMetricFamily("sentinelle_store_wal_bytes",
+                                "Size of the store's -wal file (checkpointed in the background).")
+        wal.add_metric([], float(wal_bytes(config.store.path)))
+        yield from (space, wal)
         now = self.metrics.clock()
         try:
             store = Store(config.store.path, busy_timeout_ms=200)

@@ -43,6 +43,8 @@ DEFAULTS = StoreConfig()
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
+
 # Header reads go through descriptors kept open, one per file (inode): closing
 # ANY descriptor of a file releases every POSIX lock this process holds on it,
 # SQLite's included, and a store whose locks vanish looks unused to other
@@ -172,6 +174,10 @@ class SqliteDatabase:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             if not memory:
                 conn.execute("PRAGMA journal_mode = WAL")
+                # The writer that restarts a checkpointed WAL truncates it to
+                # this: a burst's WAL does not keep its disk space (a full
+                # disk must get it back, see checkpoint.py).
+                conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.synchronous == 'FULL' else 'NORMAL'}")
             conn.execute("PRAGMA foreign_keys = ON")
             if self.wal_autocheckpoint is not None:
