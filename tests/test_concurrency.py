@@ -39,7 +39,7 @@ def test_twenty_processes_same_number_same_instant(config_path, config):
     for p in procs:
         p.join(30)
     assert sorted(v for v, _ in outcomes).count("allow") == 4
-    assert all(rules == ("R-30",) for v, rules in outcomes if v == "block")
+    assert all(rules == ("R-30",) for v, rules in outcomes if v == "block"), outcomes
     assert store.count("attempts") == 4
     assert store.count("decisions") == 20
     store.close()

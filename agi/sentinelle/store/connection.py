@@ -14,6 +14,9 @@ Why the choices below:
   chown'ed away) is a `StoreError` saying so, like a missing one: a check
   then blocks with SYS-STORE and the reason, never SYS-ERROR, and the next
   use retries, so the service recovers once the permissions are fixed.
+- The `-wal` and `-shm` beside the store are checked before each use too
+  (store.wholeness): deleted under a running service, they would split the
+  store in two; the store is then blocked and repaired, losing nothing.
 - Every SQLite error leaves as `StoreError` (`StoreBusy` for a lock), and a
   connection that met anything but a lock is dropped and reopened on next
   use rather than kept poisoned (a corrupt or replaced file).
@@ -32,7 +35,7 @@ from typing import Self, TypeVar
 from urllib.parse import quote as pathname2url  # what urllib.request's is on POSIX, minus its ~20 ms import
 
 from sentinelle.config import StoreConfig
-from sentinelle.store import schema
+from sentinelle.store import schema, wholeness
 from sentinelle.store.errors import StoreBusy, StoreError, is_busy
 
 T = TypeVar("T")
@@ -150,6 +153,9 @@ class SqliteDatabase:
         self.synchronous = synchronous.upper()
         self.wal_autocheckpoint = wal_autocheckpoint
         self._identity: tuple[int, int] | None = None
+        # (generation, -wal inode, -shm inode) when opened: see store.wholeness
+        self._files: tuple[int, tuple[int, int], tuple[int, int]] | None = None
+        self._wholeness = None if self.path == ":memory:" else wholeness.files_of(self.path)
         self._conn: sqlite3.Connection | None = None
         self._connect(create)
 
@@ -204,8 +210,30 @@ class SqliteDatabase:
                 self.close()
                 raise StoreError(f"store file disappeared: {self.path}")
             self._identity = (st.st_dev, st.st_ino)
+            try:
+                self._files = wholeness.opened(self)
+            except StoreError:
+                self.close()
+                raise
+
+    @property
+    def generation_seen(self) -> int | None:
+        return None if self._files is None else self._files[0]
+
+    @property
+    def raw_connection(self) -> sqlite3.Connection | None:
+        return self._conn
+
+    def drop(self) -> None:
+        """Close for a repair of the store's files (store.wholeness), from the
+        repairing thread while no transaction runs: reopened at next use."""
+        conn, self._conn, self._files = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def close(self) -> None:
+        self._files = None
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
@@ -245,6 +273,9 @@ class SqliteDatabase:
             if (st.st_dev, st.st_ino) != self._identity:
                 self.close()
                 self._identity = None
+        if self._conn is not None and self._files is not None and self._wholeness is not None \
+                and not wholeness.check(self, self._wholeness, *self._files):
+            self.drop()  # opened before a repair: reopened on the files at the paths
         if self._conn is None:
             self._connect(create=False)
         assert self._conn is not None
@@ -254,16 +285,26 @@ class SqliteDatabase:
 
     @contextlib.contextmanager
     def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        conn = self._conn if self._conn is not None else self.conn
-        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-        try:
-            yield conn
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        with self._gate():
+            conn = self._conn if self._conn is not None else self.conn
+            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                if self._files is not None and self._wholeness is not None:
+                    wholeness.recheck(self, self._wholeness)  # a repair since the check
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def _gate(self) -> contextlib.AbstractContextManager[None]:
+        """Shared with every transaction of the process on this store; a
+        repair of its files takes it exclusively (store.wholeness)."""
+        if self._wholeness is None:
+            return contextlib.nullcontext()
+        return self._wholeness.gate.shared()
 
     @contextlib.contextmanager
     def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
@@ -297,7 +338,9 @@ class SqliteDatabase:
         """Copy the WAL into the main file and truncate it, so erased rows do
         not linger in old WAL frames. False if readers kept it from finishing."""
         try:
-            busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            conn = self.conn
+            with self._gate():
+                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         except sqlite3.Error as exc:
             raise StoreError(f"store error ({self.path}): {exc}") from exc
         return bool(busy == 0)
@@ -308,8 +351,10 @@ class SqliteDatabase:
         if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
             raise ValueError(mode)
         try:
-            busy, log_frames, done = self.conn.execute(
-                f"PRAGMA wal_checkpoint({mode})").fetchone()
+            conn = self.conn
+            with self._gate():
+                busy, log_frames, done = conn.execute(
+                    f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.Error as exc:
             self._drop_after(exc)
             raise StoreError(f"store error ({self.path}): {exc}") from exc
