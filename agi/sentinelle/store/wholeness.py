@@ -165,6 +165,19 @@ def _inode(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _inode_at(path: str) -> tuple[int, int] | None:
+    """The inode at `path`, None when nothing is there. A path that cannot be
+    looked at (its directory chmod 000) says nothing about the file: that is
+    "store unreadable", not a deleted -wal to repair."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"store unreadable: {path}: {exc.strerror or exc}") from None
+    return st.st_dev, st.st_ino
+
+
 def open_inodes(path: str) -> dict[str, set[tuple[int, int]]]:
     """The inodes this process has open under `path`-wal and `path`-shm,
     deleted ones included (from /proc/self/fd; stat on the fd links, never
@@ -192,7 +205,7 @@ def opened(db: SqliteDatabase) -> tuple[int, tuple[int, int], tuple[int, int]]:
     this process still has other ones open: the store is not whole."""
     files = files_of(db.path)
     path = files.path
-    wal, shm = _inode(path + "-wal"), _inode(path + "-shm")
+    wal, shm = _inode_at(path + "-wal"), _inode_at(path + "-shm")
     held = open_inodes(path)
     stale = [s for s, ino in (("-wal", wal), ("-shm", shm))
              if ino is None or any(h != ino for h in held[s])]
@@ -218,7 +231,7 @@ def check(db: SqliteDatabase, files: StoreFiles, generation: int, wal: tuple[int
     StoreError while the store is not whole, after trying to repair it."""
     if generation != files.generation:
         return False
-    wal_now, shm_now = _inode(files.wal_path), _inode(files.shm_path)
+    wal_now, shm_now = _inode_at(files.wal_path), _inode_at(files.shm_path)
     if wal_now == wal and shm_now == shm and files.broken is None:
         return True  # the hot path: two stat calls
     stale = [s for s, ino, now in (("-wal", wal, wal_now), ("-shm", shm, shm_now)) if now != ino]
