@@ -57,8 +57,11 @@ class Serve:
     def __init__(self, workdir: Path, *, at: str | None = FROZEN, regime: str = "auto",
                  busy_timeout_ms: int = 1500, request_timeout_s: float = 2.0,
                  server_extra: str = "", extra: str = "", store: Path | None = None,
-                 env: dict[str, str] | None = None, store_extra: str = "") -> None:
-        """`store_extra`: more [store] keys (e.g. `url = "postgresql://..."`)."""
+                 env: dict[str, str] | None = None, store_extra: str = "",
+                 wrap: tuple[str, ...] = ()) -> None:
+        """`store_extra`: more [store] keys (e.g. `url = "postgresql://..."`).
+        `wrap` prefixes the serve command (e.g. `setpriv` dropping the
+        capabilities that let root ignore permission bits)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port = free_port()
@@ -70,6 +73,7 @@ class Serve:
             store_extra=store_extra))
         self.at = at
         self.env = env
+        self.wrap = wrap
         self.log = workdir / "serve.log"
         self.host = "127.0.0.1"  # where start() waits for the listener
         self.proc: subprocess.Popen[bytes] | None = None
@@ -80,7 +84,7 @@ class Serve:
                               env=self.env)
 
     def start(self, *args: str) -> Serve:
-        cmd = [sentinelle_exe(), "--config", str(self.config), "--log-level", "INFO", "serve",
+        cmd = [*self.wrap, sentinelle_exe(), "--config", str(self.config), "--log-level", "INFO", "serve",
                *args]
         if self.at:
             cmd += ["--at", self.at]

@@ -6,8 +6,17 @@ by a test against it), and the accept loop is ours: panoramisk 1.4's
 its headers (a TCP health check does exactly that), and has neither a header
 deadline nor a size limit. Here every connection gets a header deadline, a
 size cap, a per-request deadline and a connection cap, so one bad client
-never slows the others; at the cap, the oldest connection that has not sent
-its headers yet is evicted, so idle sockets can never lock the PBX out.
+never slows the others.
+
+A burst of a predictive dialer is normal traffic: every connection is
+accepted and its headers read, and `max_connections` bounds the requests
+being served at once; a request past it waits for a slot, first come first
+served, within its own deadline (then its route answers SYS-TIMEOUT, a
+verdict, without touching the store). Closing it instead would leave the
+call with no verdict at all. Idle sockets never hold a slot; the hard cap is
+theirs: past IDLE_CAP_FACTOR x `max_connections` connections still waiting
+for their headers, the oldest is evicted, so idle sockets can never lock the
+PBX out.
 
 Store work normally runs right on the event loop with a zero busy timeout: a
 check takes well under a millisecond, less than the hop to a thread and
@@ -65,6 +74,15 @@ T = TypeVar("T")
 # not keep the worker busy once the lock is gone.
 WORKER_MARGIN_S = 0.1
 
+# Connections still waiting for their headers beyond this many times
+# `max_connections` are idle-socket abuse: the oldest is evicted. A burst of
+# real requests (headers sent at connect) stays far below it.
+IDLE_CAP_FACTOR = 4
+
+# The kernel's accept queue (capped by net.core.somaxconn): a burst larger
+# than it waits for a SYN retransmit (1 s) instead of being accepted at once.
+LISTEN_BACKLOG = 4096
+
 
 class FastAgiServer:
     def __init__(self, config: Config, clock: Callable[[], datetime],
@@ -90,9 +108,13 @@ class FastAgiServer:
         self._server: asyncio.Server | None = None
         self._active: set[asyncio.Task[None]] = set()
         # Connections still waiting for their AGI headers, oldest first: at
-        # the connection cap the oldest is evicted rather than the newcomer
-        # refused, so idle sockets can never lock a real PBX request out.
+        # the idle cap the oldest is evicted rather than the newcomer refused,
+        # so idle sockets can never lock a real PBX request out.
         self._waiting: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        # Requests being served (headers in): at most max_connections, the
+        # others wait for a slot in arrival order (asyncio.Semaphore is FIFO).
+        self._slots = asyncio.Semaphore(config.server.max_connections)
+        self.queued_requests = 0  # requests that had to wait for a slot
         # The connection is used by one thread at a time: the store worker, or
         # the event loop for work taken inline (see run_store).
         self._conn_lock = threading.Lock()
@@ -107,7 +129,7 @@ class FastAgiServer:
         kernel spreads the PBX's connections over them (SO_REUSEPORT)."""
         sc = self.config.server
         self._server = await asyncio.start_server(self._accept, sc.host, sc.port,
-                                                  limit=MAX_LINE, backlog=512,
+                                                  limit=MAX_LINE, backlog=LISTEN_BACKLOG,
                                                   reuse_port=reuse_port or None)
         host, port = self._server.sockets[0].getsockname()[:2]
         logs.event(log, "listening", host=host, port=port, store=self.config.store.where)
@@ -164,11 +186,8 @@ class FastAgiServer:
                 logs.event(log, "connection refused: peer not in server.allow", logging.WARNING,
                            peer=peer)
                 return
-            if len(self._active) > self.config.server.max_connections and not self._evict_idle():
-                self.stats.refused += 1
-                logs.event(log, "connection refused: too many connections", logging.WARNING,
-                           peer=peer, active=len(self._active))
-                return
+            if len(self._waiting) >= IDLE_CAP_FACTOR * self.config.server.max_connections:
+                self._evict_idle()
             self.stats.connections += 1
             await self._serve(reader, writer, peer)
         except (ConnectionError, AgiError, asyncio.IncompleteReadError) as exc:
@@ -211,21 +230,45 @@ class FastAgiServer:
             logs.event(log, "unknown FastAGI route", logging.WARNING, peer=peer,
                        route=ascii_safe(name, 64))
             return
-        started = asyncio.get_running_loop().time()
-        await handler(Session(headers, AgiChannel(reader, writer), self.config, self.clock,
-                              self.stats, self.run_store, self.on_decision,
-                              started, started + sc.request_timeout_s))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + sc.request_timeout_s
+        session = Session(headers, AgiChannel(reader, writer), self.config, self.clock,
+                          self.stats, self.run_store, self.on_decision, started, deadline)
+        slot = await self._take_slot(deadline)
+        try:
+            await handler(session)  # without a slot its deadline is spent: SYS-TIMEOUT
+        finally:
+            if slot:
+                self._slots.release()
+
+    async def _take_slot(self, deadline: float) -> bool:
+        """A slot among max_connections, waited for (in arrival order) until
+        the request's deadline is at hand. False when none came in time: the
+        route then finds its deadline spent and answers SYS-TIMEOUT."""
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return True
+        self.queued_requests += 1
+        wait = deadline - asyncio.get_running_loop().time() - WORKER_MARGIN_S
+        try:
+            await asyncio.wait_for(self._slots.acquire(), max(wait, 0.0))
+        except TimeoutError:
+            return False
+        return True
 
     # -- store work: inline when the store is free, else the worker ---------------
 
     async def run_store(self, work: StoreWork[T], deadline: float) -> T | None:
         """`work` on the store, by `deadline` (event loop time); None when the
         deadline came too close for the worker to start it."""
+        loop = asyncio.get_running_loop()
+        if deadline - loop.time() <= WORKER_MARGIN_S:
+            return None  # spent (e.g. waiting for a slot): nothing may be written now
         if not self._shared_store and self._queued == 0 and self._store.is_open:
             done, result = self._run_inline(work)
             if done:
                 return result
-        loop = asyncio.get_running_loop()
         until = time.monotonic() + (deadline - loop.time())
         self._queued += 1
         try:

@@ -6,23 +6,32 @@ that turn into fines if nobody looks: a Bloctel snapshot going stale (R-10
 then blocks every prospecting call) and consents reaching their maximum age
 (R-11). Those two are read from the store at scrape time, on the scrape
 thread's own connection, so the call path never pays for them.
+
+`/health` on the same listener answers 200 "ok" when the store can be read,
+else 503 with the reason (the reason every check is blocked with): a
+monitor or a load balancer sees why the guard blocks, not just that it does.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector
 
 from sentinelle import logs
 from sentinelle.config import Config
 from sentinelle.core.model import PARIS, Decision
-from sentinelle.store import StoreError, open_store
+from sentinelle.store import StoreError, is_postgres, open_store
+from sentinelle.store.checkpoint import free_bytes, wal_bytes
 
 if TYPE_CHECKING:
     from sentinelle.pbx.listener import Listener
@@ -43,6 +52,9 @@ METRIC_NAMES = (
     "sentinelle_bloctel_snapshot_age_days",
     "sentinelle_consents_expiring",
     "sentinelle_store_up",
+    "sentinelle_store_problem",
+    "sentinelle_store_disk_free_bytes",
+    "sentinelle_store_wal_bytes",
 )
 
 
@@ -66,7 +78,7 @@ class Metrics:
                                   "ARI connections made since start (reconnects = this - 1).",
                                   registry=self.registry)
         self.registry.register(_StoreCollector(self))
-        self._server: object | None = None
+        self._server: ThreadingHTTPServer | None = None
 
     def observe(self, decision: Decision, elapsed_s: float) -> None:
         self.latency.observe(elapsed_s)
@@ -83,7 +95,7 @@ class Metrics:
 
     def start(self) -> tuple[str, int]:
         host, _, port = self.config.metrics.listen.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        server = _start_server(host.strip("[]"), int(port), self)
         self._server = server
         bound = server.server_address[:2]
         logs.event(log, "metrics listening", host=bound[0], port=bound[1])
@@ -91,9 +103,53 @@ class Metrics:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()  # type: ignore[attr-defined]
-            self._server.server_close()  # type: ignore[attr-defined]
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot be read right now (None: it can), on a fresh
+        connection of the calling thread, as a check would open it."""
+        try:
+            store = open_store(self.config.store, busy_timeout_ms=200, pool_size=1)
+        except StoreError as exc:
+            return str(exc)
+        try:
+            store.count("meta")
+        except StoreError as exc:
+            return str(exc)
+        finally:
+            store.close()
+        return None
+
+
+def _start_server(host: str, port: int, metrics: Metrics) -> ThreadingHTTPServer:
+    """prometheus-client's handler for /metrics, plus /health."""
+    base: type[MetricsHandler] = MetricsHandler.factory(metrics.registry)
+
+    class Handler(base):  # type: ignore[valid-type,misc]
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] != "/health":
+                super().do_GET()
+                return
+            problem = metrics.store_problem()
+            body = ("ok\n" if problem is None else f"store: {problem}\n").encode()
+            self.send_response(200 if problem is None else 503)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                flags=socket.AI_PASSIVE)[0][0]
+
+    class Server(ThreadingHTTPServer):
+        address_family = family
+        daemon_threads = True
+
+    server = Server((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="sentinelle-metrics", daemon=True).start()
+    return server
 
 
 class _StoreCollector(Collector):
@@ -105,6 +161,11 @@ class _StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         config = self.metrics.config
         up = GaugeMetricFamily("sentinelle_store_up", "1 if the store could be read at scrape time.")
+        problem = GaugeMetricFamily(
+            "sentinelle_store_problem", "1 with the reason when the store could not be read at "
+            "scrape time (the reason checks are blocked with, SYS-STORE); 0 with reason=\"\" "
+            "when it could.",
+            labels=["reason"])
         age = GaugeMetricFamily(
             "sentinelle_bloctel_snapshot_age_days",
             "Age of the current Bloctel snapshot per professional (R-10 blocks beyond "
@@ -113,6 +174,21 @@ class _StoreCollector(Collector):
             "sentinelle_consents_expiring",
             f"Live consents reaching consent_max_age_days (R-11) within {CONSENT_HORIZON_DAYS} days.",
             labels=["professional"])
+        # Two stat calls on paths, never a descriptor opened on the store
+        # (closing one would drop SQLite's locks): asked even when the store
+        # cannot be opened, a full disk being one reason it cannot.
+        space = GaugeMetricFamily(
+            "sentinelle_store_disk_free_bytes",
+            "Free space on the store's file system (a full disk blocks every check, "
+            "SYS-STORE).")
+        wal = GaugeMetricFamily("sentinelle_store_wal_bytes",
+                                "Size of the store's -wal file (checkpointed in the background).")
+        if not is_postgres(config.store):  # a SQLite file's; PostgreSQL is monitored as a server
+            free = free_bytes(config.store.path)
+            if free is not None:
+                space.add_metric([], float(free))
+            wal.add_metric([], float(wal_bytes(config.store.path)))
+        yield from (space, wal)
         now = self.metrics.clock()
         try:
             store = open_store(config.store, busy_timeout_ms=200, pool_size=1)
@@ -122,14 +198,16 @@ class _StoreCollector(Collector):
                                                CONSENT_HORIZON_DAYS)
             finally:
                 store.close()
-        except StoreError:
+        except StoreError as exc:
             up.add_metric([], 0.0)
-            yield up
+            problem.add_metric([str(exc)], 1.0)
+            yield from (up, problem)
             return
         up.add_metric([], 1.0)
+        problem.add_metric([""], 0.0)
         today = now.astimezone(PARIS).date()
         for snap in snaps:
             age.add_metric([snap.professional], float((today - snap.snapshot_date).days))
         for name in config.professionals:
             expiring.add_metric([name], float(soon.get(name, 0)))
-        yield from (up, age, expiring)
+        yield from (up, problem, age, expiring)

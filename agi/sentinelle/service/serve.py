@@ -18,7 +18,7 @@ from sentinelle import logs
 from sentinelle.config import Config, permission_warnings, validate_for_serving, validate_http
 from sentinelle.core.clock import frozen, system_clock
 from sentinelle.pbx.server import FastAgiServer
-from sentinelle.store import Checkpointer, is_postgres, open_store
+from sentinelle.store import Checkpointer, StoreError, is_postgres, open_store
 
 if TYPE_CHECKING:
     from sentinelle.http.server import HttpServer
@@ -38,8 +38,18 @@ def warn_permissions(config: Config) -> None:
 
 
 def prepare_store(config: Config) -> None:
-    """Create or upgrade the store's schema once, before serving."""
-    open_store(config.store, create=True, pool_size=1).close()
+    """Create the store or bring its schema up to date before serving. A store
+    that cannot be opened now (unreadable after a chmod or a chown) must not
+    stop the service: exiting would make systemd restart
+    it in a loop while the dialplan sees it down, with no reason anywhere.
+    It serves instead; every check blocks with SYS-STORE and the reason
+    (as do /health and the metrics) until the store can be opened, which
+    each check retries."""
+    try:
+        open_store(config.store, create=True, pool_size=1).close()
+    except StoreError as exc:
+        logs.event(log, "store unavailable at start-up: serving, every check blocks SYS-STORE "
+                        "until it can be opened", logging.ERROR, error=str(exc))
 
 
 async def run(config: Config, at: datetime | None = None,

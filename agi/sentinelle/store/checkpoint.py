@@ -4,6 +4,19 @@ It checkpoints the WAL from its own thread and connection, so that the
 FastAGI worker (opened with `wal_autocheckpoint=0`) never pays for a
 checkpoint inside a check: a checkpoint's fsync there is a latency spike
 on a call being dialled.
+
+It also keeps a filling disk from stopping the service for good. Each check
+appends several pages to the WAL (the attempt, the decision, their indexes):
+at a dialer's rate that is megabytes a second. Checkpointed once a second,
+the WAL grew to fill any small file system; and on a full disk a checkpoint
+needs room to grow the store file, so once the WAL had taken every freed
+byte again (in well under a second), checkpoints could never catch up and
+every check stayed BLOCK SYS-STORE until the traffic stopped. So the WAL is
+watched several times a second: past `soon_bytes`, or when the disk is low,
+it is checkpointed at once (and truncated when the disk is low), so that the
+space a WAL frees, or an admin frees, goes to the store file first. Every
+connection also has `journal_size_limit` (see connection.py): the writer
+that restarts a checkpointed WAL gives its extra blocks back.
 """
 
 from __future__ import annotations
@@ -11,30 +24,63 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from sentinelle import logs
 from sentinelle.store.connection import SqliteDatabase
 
 _log = logging.getLogger("sentinelle.store")
 
+# How often the WAL's size and the free space are looked at (two stat calls).
+POLL_S = 0.1
+# A WAL this big is checkpointed without waiting for the next interval.
+SOON_BYTES = 4 * 1024 * 1024
+# Below this much free space the disk is "low": a warning is logged, and the
+# WAL is checkpointed and truncated at every poll.
+LOW_SPACE_BYTES = 64 * 1024 * 1024
+
+
+def free_bytes(path: str) -> int | None:
+    """Free space for this process on the store's file system (statvfs on
+    the directory: no descriptor opened on the store), None if unknown."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def wal_bytes(path: str) -> int:
+    try:
+        return os.stat(path + "-wal").st_size
+    except OSError:
+        return 0
+
 
 class Checkpointer:
-    """Every `interval_s`: a PASSIVE checkpoint (never waits, never blocks a
-    writer). When the WAL file has grown past `truncate_bytes` (a reader kept
-    it from being reused, or a burst) and a PASSIVE checkpoint copied every
-    frame, a TRUNCATE with a zero busy timeout: it gives up at once rather
-    than hold the write lock a check is waiting for. Errors are logged and
-    retried on the next tick: the checkpointer can never make a check fail."""
+    """Every `interval_s`, or sooner when the WAL passed `soon_bytes` or the
+    disk is low: a PASSIVE checkpoint (never waits, never blocks a writer).
+    When it copied every frame and the WAL file is past `truncate_bytes` (a
+    reader kept it from being reused, or a burst) or the disk is low, a
+    TRUNCATE with a zero busy timeout: it gives up at once rather than hold
+    the write lock a check is waiting for. Errors are logged and retried at
+    the next poll: the checkpointer can never make a check fail."""
 
     def __init__(self, path: str, *, interval_s: float = 1.0,
-                 truncate_bytes: int = 64 * 1024 * 1024) -> None:
+                 truncate_bytes: int = 64 * 1024 * 1024, poll_s: float = POLL_S,
+                 soon_bytes: int = SOON_BYTES, low_space_bytes: int = LOW_SPACE_BYTES) -> None:
         self.path = path
         self.interval_s = interval_s
         self.truncate_bytes = truncate_bytes
+        self.poll_s = min(poll_s, interval_s)
+        self.soon_bytes = soon_bytes
+        self.low_space_bytes = low_space_bytes
         self.runs = 0
         self.truncations = 0
         self.errors = 0
         self.frames = 0  # frames copied by PASSIVE checkpoints
+        self.low_space = False  # the disk was low at the last poll
+        self._last = 0.0  # time.monotonic() of the last checkpoint tried
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._db: SqliteDatabase | None = None
@@ -53,35 +99,49 @@ class Checkpointer:
 
     def _loop(self) -> None:
         try:
-            while not self._stop.wait(self.interval_s):
-                self.tick()
+            self._last = time.monotonic()
+            while not self._stop.wait(self.poll_s):
+                if self.due():
+                    self.tick()
             self.tick()
         finally:
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
+    def due(self) -> bool:
+        """Whether to checkpoint now: the interval passed, the WAL is big, or
+        the disk is low (then at every poll). Logs the disk going low."""
+        free = free_bytes(self.path)
+        low = free is not None and free < self.low_space_bytes
+        if low and not self.low_space:
+            logs.event(_log, "disk almost full: checkpointing the WAL at every poll",
+                       logging.WARNING, free_bytes=free, wal_bytes=wal_bytes(self.path),
+                       store=self.path)
+        elif self.low_space and not low:
+            logs.event(_log, "disk space back", free_bytes=free, store=self.path)
+        self.low_space = low
+        return (low or time.monotonic() - self._last >= self.interval_s
+                or wal_bytes(self.path) >= self.soon_bytes)
+
     def tick(self) -> None:
+        self._last = time.monotonic()
         try:
             if self._db is None:
                 self._db = SqliteDatabase(self.path, create=False, busy_timeout_ms=0)
             busy, log_frames, done = self._db.wal_checkpoint("PASSIVE")
             self.runs += 1
             self.frames += max(done, 0)
-            if busy == 0 and log_frames == done and self._wal_bytes() > self.truncate_bytes:
+            wal = wal_bytes(self.path)
+            if busy == 0 and log_frames == done and wal > 0 and (
+                    self.low_space or wal > self.truncate_bytes):
                 busy, _, _ = self._db.wal_checkpoint("TRUNCATE")
                 if busy == 0:
                     self.truncations += 1
-        except Exception as exc:  # never fatal: retried next tick
+        except Exception as exc:  # never fatal: retried at the next poll
             self.errors += 1
             if self._db is not None and not self._db.is_open:
                 self._db = None
             if self.errors <= 3 or self.errors % 100 == 0:
                 logs.event(_log, "WAL checkpoint failed (retried)", logging.WARNING,
                            error=str(exc), failures=self.errors)
-
-    def _wal_bytes(self) -> int:
-        try:
-            return os.path.getsize(self.path + "-wal")
-        except OSError:
-            return 0

@@ -10,6 +10,13 @@ Why the choices below:
   takes an empty file for an empty database and deletes the `-wal` beside
   it, which is the real store's (renamed away, being copied back): its last
   commits, the attempts of calls already allowed, would be gone.
+- A store the service may not read (its file or directory chmod'ed or
+  chown'ed away) is a `StoreError` saying so, like a missing one: a check
+  then blocks with SYS-STORE and the reason, never SYS-ERROR, and the next
+  use retries, so the service recovers once the permissions are fixed.
+- The `-wal` and `-shm` beside the store are checked before each use too
+  (store.wholeness): deleted under a running service, they would split the
+  store in two; the store is then blocked and repaired, losing nothing.
 - Every SQLite error leaves as `StoreError` (`StoreBusy` for a lock), and a
   connection that met anything but a lock is dropped and reopened on next
   use rather than kept poisoned (a corrupt or replaced file).
@@ -24,12 +31,11 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote as pathname2url  # what urllib.request's is on POSIX, minus its ~20 ms import
 
 from sentinelle.config import StoreConfig
-from sentinelle.store import schema
+from sentinelle.store import schema, wholeness
 from sentinelle.store.database import Database, Tx
 from sentinelle.store.errors import StoreBusy, StoreError, is_busy
 
@@ -37,6 +43,8 @@ from sentinelle.store.errors import StoreBusy, StoreError, is_busy
 DEFAULTS = StoreConfig()
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 # Header reads go through descriptors kept open, one per file (inode): closing
 # ANY descriptor of a file releases every POSIX lock this process holds on it,
@@ -47,6 +55,36 @@ _header_lock = threading.Lock()
 _HEADER_FDS_MAX = 64
 
 
+def unreadable(path: str, exc: OSError) -> str:
+    return (f"store unreadable: {path}: {exc.strerror or exc} "
+            "(check the owner and mode of the file and its directory)")
+
+
+def stat_store(path: str) -> os.stat_result | None:
+    """The store file's stat, None when it does not exist; StoreError when it
+    cannot be looked at (a PermissionError must not escape as an internal
+    error: it is a store fault, blocked as SYS-STORE with its reason)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(unreadable(path, exc)) from None
+
+
+def access_problem(path: str) -> str | None:
+    """Why this process may not read and write the store (or create its -wal
+    and -shm beside it), or None. SQLite only says "unable to open database
+    file"; an admin needs to know it is the permissions."""
+    directory = os.path.dirname(os.path.abspath(path))
+    denied = PermissionError(13, "Permission denied")
+    if not os.access(directory, os.X_OK):
+        return unreadable(directory, denied)
+    if not os.access(path, os.F_OK):  # to be created: the directory must be writable
+        return None if os.access(directory, os.W_OK) else unreadable(directory, denied)
+    return None if os.access(path, os.R_OK | os.W_OK) else unreadable(path, denied)
+
+
 def header_problem(path: str) -> str | None:
     """Why the file at `path` must not be opened as an existing store, or None."""
     try:
@@ -54,7 +92,7 @@ def header_problem(path: str) -> str | None:
     except FileNotFoundError:
         return None  # reported as a missing store by the caller
     except OSError as exc:
-        return f"store unreadable: {path}: {exc.strerror or exc}"
+        return unreadable(path, exc)
     if not head:
         return f"store file is empty: {path} (replaced or truncated? restore it)"
     if head != SQLITE_MAGIC:
@@ -113,6 +151,9 @@ class SqliteDatabase(Database):
         self.synchronous = synchronous.upper()
         self.wal_autocheckpoint = wal_autocheckpoint
         self._identity: tuple[int, int] | None = None
+        # (generation, -wal inode, -shm inode) when opened: see store.wholeness
+        self._files: tuple[int, tuple[int, int], tuple[int, int]] | None = None
+        self._wholeness = None if self.path == ":memory:" else wholeness.files_of(self.path)
         self._conn: sqlite3.Connection | None = None
         self._connect(create)
 
@@ -120,9 +161,10 @@ class SqliteDatabase(Database):
 
     def _connect(self, create: bool) -> None:
         memory = self.path == ":memory:"
-        if not memory and not create and not Path(self.path).exists():
+        if not memory and not create and stat_store(self.path) is None:
             raise StoreError(f"store missing: {self.path} (run an import or `sentinelle init`)")
-        problem = None if memory or create else header_problem(self.path)
+        problem = None if memory or create else (access_problem(self.path)
+                                                 or header_problem(self.path))
         if problem:
             raise StoreError(problem)
         try:
@@ -136,6 +178,10 @@ class SqliteDatabase(Database):
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             if not memory:
                 conn.execute("PRAGMA journal_mode = WAL")
+                # The writer that restarts a checkpointed WAL truncates it to
+                # this: a burst's WAL does not keep its disk space (a full
+                # disk must get it back, see checkpoint.py).
+                conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.synchronous == 'FULL' else 'NORMAL'}")
             conn.execute("PRAGMA foreign_keys = ON")
             if self.wal_autocheckpoint is not None:
@@ -147,15 +193,45 @@ class SqliteDatabase(Database):
         except sqlite3.Error as exc:
             self.close()
             kind = StoreBusy if is_busy(exc) else StoreError
-            raise kind(f"cannot open store {self.path}: {exc}") from exc
+            why = None if memory or kind is StoreBusy else access_problem(self.path)
+            raise kind(why or f"cannot open store {self.path}: {exc}") from exc
         except StoreError:
             self.close()
             raise
         if not memory:
-            st = os.stat(self.path)
+            try:
+                st = stat_store(self.path)
+            except StoreError:
+                self.close()
+                raise
+            if st is None:
+                self.close()
+                raise StoreError(f"store file disappeared: {self.path}")
             self._identity = (st.st_dev, st.st_ino)
+            try:
+                self._files = wholeness.opened(self)
+            except StoreError:
+                self.close()
+                raise
+
+    @property
+    def generation_seen(self) -> int | None:
+        return None if self._files is None else self._files[0]
+
+    @property
+    def raw_connection(self) -> sqlite3.Connection | None:
+        return self._conn
+
+    def drop(self) -> None:
+        """Close for a repair of the store's files (store.wholeness), from the
+        repairing thread while no transaction runs: reopened at next use."""
+        conn, self._conn, self._files = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def close(self) -> None:
+        self._files = None
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
@@ -188,13 +264,19 @@ class SqliteDatabase(Database):
         under us (it would silently swallow records)."""
         if self._identity is not None:
             try:
-                st = os.stat(self.path)
-            except FileNotFoundError:
+                st = stat_store(self.path)
+            except StoreError:
                 self.close()
-                raise StoreError(f"store file disappeared: {self.path}") from None
+                raise
+            if st is None:
+                self.close()
+                raise StoreError(f"store file disappeared: {self.path}")
             if (st.st_dev, st.st_ino) != self._identity:
                 self.close()
                 self._identity = None
+        if self._conn is not None and self._files is not None and self._wholeness is not None \
+                and not wholeness.check(self, self._wholeness, *self._files):
+            self.drop()  # opened before a repair: reopened on the files at the paths
         if self._conn is None:
             self._connect(create=False)
         assert self._conn is not None
@@ -204,16 +286,26 @@ class SqliteDatabase(Database):
 
     @contextlib.contextmanager
     def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        conn = self._conn if self._conn is not None else self.conn
-        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-        try:
-            yield conn
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        with self._gate():
+            conn = self._conn if self._conn is not None else self.conn
+            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                if self._files is not None and self._wholeness is not None:
+                    wholeness.recheck(self, self._wholeness)  # a repair since the check
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def _gate(self) -> contextlib.AbstractContextManager[None]:
+        """Shared with every transaction of the process on this store; a
+        repair of its files takes it exclusively (store.wholeness)."""
+        if self._wholeness is None:
+            return contextlib.nullcontext()
+        return self._wholeness.gate.shared()
 
     @contextlib.contextmanager
     def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
@@ -300,7 +392,9 @@ class SqliteDatabase(Database):
         """Copy the WAL into the main file and truncate it, so erased rows do
         not linger in old WAL frames. False if readers kept it from finishing."""
         try:
-            busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            conn = self.conn
+            with self._gate():
+                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         except sqlite3.Error as exc:
             raise StoreError(f"store error ({self.path}): {exc}") from exc
         return bool(busy == 0)
@@ -311,8 +405,10 @@ class SqliteDatabase(Database):
         if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
             raise ValueError(mode)
         try:
-            busy, log_frames, done = self.conn.execute(
-                f"PRAGMA wal_checkpoint({mode})").fetchone()
+            conn = self.conn
+            with self._gate():
+                busy, log_frames, done = conn.execute(
+                    f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.Error as exc:
             self._drop_after(exc)
             raise StoreError(f"store error ({self.path}): {exc}") from exc
