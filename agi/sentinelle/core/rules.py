@@ -536,10 +536,16 @@ def _retry_notes(
 
 
 def _in_utc(call: Call) -> Call:
-    return replace(call, at=call.at.astimezone(UTC))
+    return call if call.at.tzinfo is UTC else replace(call, at=call.at.astimezone(UTC))
 
 
 def _history_in_utc(h: History) -> History:
+    # A history read from the store is in UTC already (it stores UTC text):
+    # it is returned as it is, rather than copied instant by instant.
+    if all(a.tzinfo is UTC for a in h.attempts) and all(r.tzinfo is UTC for r in h.refusals) \
+            and all(_consent_in_utc(c) for c in h.consents):
+        return h
+
     def utc(instant: datetime | None) -> datetime | None:
         return None if instant is None else instant.astimezone(UTC)
 
@@ -553,6 +559,11 @@ def _history_in_utc(h: History) -> History:
             for c in h.consents
         ),
     )
+
+
+def _consent_in_utc(c: Consent) -> bool:
+    return c.given_at.tzinfo is UTC and all(
+        t is None or t.tzinfo is UTC for t in (c.revoked_at, c.slot_from, c.slot_until))
 
 
 def _add_days(instant: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:

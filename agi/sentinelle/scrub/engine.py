@@ -10,7 +10,7 @@ line per lead. `tests/test_scrub_cli.py` checks it against `guard.check`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -165,5 +165,6 @@ class Scrubber:
                 self._memo[key] = shared
             else:
                 self.memo_hits += 1
-            out.append(replace(shared, e164=callee.e164))
+            out.append(LeadVerdict(callee.e164, shared.allowed, shared.rules, shared.retry_at,
+                                   shared.needs, shared.reasons))
         return out
