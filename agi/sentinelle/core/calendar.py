@@ -219,7 +219,17 @@ def day_allowed(
 ) -> tuple[bool, str]:
     """R-21 on the callee's calendar: (ok, why), the why worded either way;
     for a set of territories, a holiday of any of them blocks."""
-    places = territories(where, department)
+    _require_aware(instant)
+    return _day_allowed(territories(where, department), instant.astimezone(UTC), department,
+                        cautious_alsace)
+
+
+# A scrub judges every lead of a list at one instant, on a handful of
+# territory sets: the answer and its wording are cached. Keyed on the UTC
+# instant: two instants of one zone that differ only by `fold` are equal keys.
+@lru_cache(maxsize=4096)
+def _day_allowed(places: tuple[Territory, ...], instant: datetime, department: str | None,
+                 cautious_alsace: bool) -> tuple[bool, str]:
     day = local_time(places, instant).date()
     weekday = _WEEKDAYS[day.weekday()]
     if day.weekday() >= 5:
@@ -233,7 +243,12 @@ def day_allowed(
 
 def hours_allowed(where: Where, instant: datetime) -> tuple[bool, str]:
     """R-20 on the callee's clock: (ok, why), the why worded either way."""
-    places = territories(where)
+    _require_aware(instant)
+    return _hours_allowed(territories(where), instant.astimezone(UTC))
+
+
+@lru_cache(maxsize=4096)  # as _day_allowed
+def _hours_allowed(places: tuple[Territory, ...], instant: datetime) -> tuple[bool, str]:
     local = local_time(places, instant)
     now = local.time()
     if any(start <= now < end for start, end in WINDOWS):
