@@ -11,7 +11,7 @@ line per lead. `tests/test_scrub_cli.py` checks it against `guard.check`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sentinelle.config import Config
@@ -119,9 +119,9 @@ class Scrubber:
         self._memo: dict[_MemoKey, LeadVerdict] = {}
         self.memo_hits = 0
 
-    def _call_for(self, raw: str) -> Call:
-        return Call(raw, self.at, self._call.campaign, self._call.professional,
-                    self._call.caller_id, self._call.masked)
+    def _call_for(self, raw: str, at: datetime | None = None) -> Call:
+        return Call(raw, self.at if at is None else at, self._call.campaign,
+                    self._call.professional, self._call.caller_id, self._call.masked)
 
     def _parse(self, raw: str) -> Number | NumberError:
         try:
@@ -147,19 +147,23 @@ class Scrubber:
         histories = (self.store.histories(self._call.professional.name, keys, self.at)
                      if keys else {})
         policy = self.config.policy
+        # The same instant in UTC, the zone `decide` judges in: it then need
+        # not copy the call for every lead. A verdict does not carry `at`.
+        utc = self.at.astimezone(UTC)
         out: list[LeadVerdict] = []
         for raw, callee in zip(numbers, callees, strict=True):
             if isinstance(callee, NumberError) or callee.kind is Kind.SHORT:
-                out.append(lead_verdict(decide(self._call_for(raw), callee, History(), policy)))
+                out.append(lead_verdict(decide(self._call_for(raw, utc), callee, History(),
+                                               policy)))
                 continue
             history = histories[callee.e164]
             if callee.territory is None:  # foreign: its reasons name the number
-                out.append(lead_verdict(decide(self._call_for(raw), callee, history, policy)))
+                out.append(lead_verdict(decide(self._call_for(raw, utc), callee, history, policy)))
                 continue
             key = (callee.kind, callee.territory, callee.territories, history)
             shared = self._memo.get(key)
             if shared is None:
-                shared = lead_verdict(decide(self._call_for(raw), callee, history, policy))
+                shared = lead_verdict(decide(self._call_for(raw, utc), callee, history, policy))
                 if len(self._memo) >= MEMO_MAX:
                     self._memo.clear()
                 self._memo[key] = shared
