@@ -1,7 +1,8 @@
 """Histories of many callees at once, for a scrub of a lead list.
 
-`HotPath.history` costs six statements per callee (the transaction and
-five reads), which a list of a million leads pays a million times. A scrub
+`HotPath.history` costs six or seven statements per callee (the
+transaction's two, four reads and a Bloctel probe when there is a
+snapshot), which a list of a million leads pays a million times. A scrub
 reads the same facts for a whole batch instead: one statement per table for
 up to `BATCH_KEYS` callees, inside ONE read transaction, so every history of
 the batch is taken from the same snapshot of the store (as one check's
