@@ -1,19 +1,20 @@
 """Histories of many callees at once, for a scrub of a lead list.
 
-`HotPath.history` costs six or seven statements per callee (the
-transaction's two, four reads and a Bloctel probe when there is a
-snapshot), which a list of a million leads pays a million times. A scrub
-reads the same facts for a whole batch instead: one statement per table for
-up to `BATCH_KEYS` callees, inside ONE read transaction, so every history of
-the batch is taken from the same snapshot of the store (as one check's
-history is).
+`HotPath.history` costs a transaction, one statement and a Bloctel probe
+per callee (a network round trip each on PostgreSQL), which a list of a
+million leads pays a million times. A scrub reads the same facts for a
+whole batch instead: one statement per table for up to `BATCH_KEYS`
+callees, inside ONE read transaction, so every history of the batch is
+taken from the same snapshot of the store (as one check's history is).
 
 Each history must be exactly the one `HotPath.history` returns at the same
 instant, since the same `decide` reads it: the same rows, in the same order
-(consents in id order, as the per-callee read walks its index; attempts and
-refusals by time, then id). `tests/test_scrub_batch.py` compares the two on
-random stores. The SQL is plain (`IN (...)`, no JSON or temp table), so a
-PostgreSQL backend can say the same thing in its own placeholders.
+(attempts and refusals by time, consents in id order: the order the
+per-callee read gives on SQLite, which walks the (professional, e164) index;
+on PostgreSQL the per-callee read has no ORDER BY, so that is the order of
+its heap, insertion order while rows are only appended). `tests/test_scrub_batch.py`
+compares the two on random stores, on both backends. The SQL is plain
+(`IN (...)`, no JSON or temp table), written once for both engines.
 """
 
 from __future__ import annotations
