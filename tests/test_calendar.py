@@ -13,7 +13,9 @@ from sentinelle.core.calendar import (
     TIMEZONES,
     WINDOWS,
     allowed_at,
+    day_allowed,
     holiday,
+    hours_allowed,
     in_slot,
     local_time,
     next_allowed,
@@ -352,3 +354,16 @@ def test_in_slot_needs_both_bounds():
     assert not in_slot(at, at - timedelta(hours=1), None)
     assert not in_slot(at, None, at + timedelta(hours=1))
     assert not in_slot(at, at, at)  # empty slot
+
+
+def test_cached_answers_tell_the_two_instants_of_the_october_fold_apart():
+    """day_allowed and hours_allowed are cached (a scrub asks them for every
+    lead at one instant); 02:30 happens twice on 2026-10-25 in Paris, and
+    the two instants compare equal in one zone, so the cache must not
+    answer the second with the wording of the first."""
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    second = first.replace(fold=1)
+    for instant, zone in ((first, "CEST"), (second, "CET"), (first, "CEST")):
+        assert f"02:30:00 {zone}" in hours_allowed(Territory.FR, instant)[1]
+        assert f"02:30:00 {zone}" in hours_allowed(Territory.FR, instant.astimezone(UTC))[1]
+        assert not day_allowed(Territory.FR, instant)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import phonenumbers
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sentinelle.core import numbers
 from sentinelle.core.numbers import Kind, Number, NumberError, Territory, parse, parse_caller_id
 
 T = Territory
@@ -392,3 +394,57 @@ def test_arbitrary_text_never_crashes(raw):
     else:
         assert n.kind is Kind.SHORT or n.e164.startswith("+")
         assert (n.territory is None) == (n.kind is Kind.FOREIGN)
+
+
+# -- validity shared by leading digits (the scrub's parsing of lead lists) ---------
+
+@pytest.mark.parametrize(("pattern", "digits"), [
+    (r"[1-9]\d{8}", 1),
+    (r"(?:26[013-9]|59[1-35-9])\d{6}|(?:[13]\d|2[0-57-9]|4[1-9]|5[0-8])\d{7}", 3),
+    (r"836(?:0[0-36-9]|[1-9]\d)\d{4}|8(?:1[2-9]|2[2-47-9])\d{6}", 5),
+    (r"6\d{2}(?:1|23)\d{5}", 5),  # an upper bound is enough
+    (r"9\d{8}", 1),
+    (r"8\d{3,8}", None),  # variable width: no prefix decides
+    (r"(?=6)\d{9}", None),  # a lookahead reads past the prefix
+    (r"(\d)\1\d{7}", None),  # so does a back-reference
+])
+def test_decisive_digits_are_read_from_the_pattern(pattern, digits):
+    assert numbers._decisive_digits(pattern) == digits
+
+
+def test_french_metadata_is_decided_by_a_few_leading_digits():
+    """Otherwise every lead pays for phonenumbers again (scrub throughput)."""
+    depth = numbers._metropolitan_depth()
+    assert depth is not None and depth <= 5
+
+
+def test_shared_validity_is_phonenumbers_validity_for_every_prefix():
+    """For every 5-digit start of a +33 number (in order, so a prefix judged
+    too short would carry one answer over to its neighbours), a number
+    answered after another with the same start agrees with phonenumbers."""
+    rng = random.Random(14)
+    numbers._VALID_FR.clear()
+    wrong = []
+    for head in range(10_000, 100_000):
+        first, second = (f"{head}{rng.randrange(10_000):04d}" for _ in "ab")
+        numbers._valid_metropolitan(first)  # fills the shared answer
+        truth = phonenumbers.is_valid_number(phonenumbers.PhoneNumber(
+            country_code=33, national_number=int(second)))
+        if numbers._valid_metropolitan(second) != truth:
+            wrong.append(second)
+    assert not wrong, wrong[:5]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"0[1-9][0-9]{8}", fullmatch=True))
+def test_parse_agrees_with_phonenumbers_on_metropolitan_validity(national):
+    truth = phonenumbers.is_valid_number(phonenumbers.PhoneNumber(
+        country_code=33, national_number=int(national[1:])))
+    if national.startswith(tuple(numbers._OVERSEAS)):
+        return  # overseas: their own path
+    try:
+        parse(national)
+    except NumberError:
+        assert not truth
+    else:
+        assert truth

@@ -99,6 +99,14 @@ def territories(where: Where, department: str | None = None) -> tuple[Territory,
     it. If it names an island outside the set, the numbering data and the
     contact disagree: both are kept, so the days of both are blocked.
     """
+    # One decision asks this five times, and a scrub asks it for every lead
+    # of a list about a handful of territory sets: the answer is cached.
+    return _territories(where if isinstance(where, Territory) else frozenset(where), department)
+
+
+@lru_cache(maxsize=1024)
+def _territories(where: Territory | frozenset[Territory],
+                 department: str | None) -> tuple[Territory, ...]:
     places = {where} if isinstance(where, Territory) else set(where)
     if not places:
         raise ValueError("no territory: foreign numbers have no French calendar")
@@ -195,9 +203,12 @@ def holiday(
     return found[1] if found else None
 
 
+_WINDOWS_TEXT = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in WINDOWS)  # "10:00-13:00, ..."
+
+
 def _window_reason(local: datetime, label: str) -> str:
-    windows = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in WINDOWS)
-    return f"callee local time {local:%Y-%m-%d %H:%M:%S} {local.tzname()} ({label}) is outside {windows}"
+    return (f"callee local time {local:%Y-%m-%d %H:%M:%S} {local.tzname()} ({label}) is outside "
+            f"{_WINDOWS_TEXT}")
 
 
 def day_allowed(
@@ -208,7 +219,17 @@ def day_allowed(
 ) -> tuple[bool, str]:
     """R-21 on the callee's calendar: (ok, why), the why worded either way;
     for a set of territories, a holiday of any of them blocks."""
-    places = territories(where, department)
+    _require_aware(instant)
+    return _day_allowed(territories(where, department), instant.astimezone(UTC), department,
+                        cautious_alsace)
+
+
+# A scrub judges every lead of a list at one instant, on a handful of
+# territory sets: the answer and its wording are cached. Keyed on the UTC
+# instant: two instants of one zone that differ only by `fold` are equal keys.
+@lru_cache(maxsize=4096)
+def _day_allowed(places: tuple[Territory, ...], instant: datetime, department: str | None,
+                 cautious_alsace: bool) -> tuple[bool, str]:
     day = local_time(places, instant).date()
     weekday = _WEEKDAYS[day.weekday()]
     if day.weekday() >= 5:
@@ -222,13 +243,17 @@ def day_allowed(
 
 def hours_allowed(where: Where, instant: datetime) -> tuple[bool, str]:
     """R-20 on the callee's clock: (ok, why), the why worded either way."""
-    places = territories(where)
+    _require_aware(instant)
+    return _hours_allowed(territories(where), instant.astimezone(UTC))
+
+
+@lru_cache(maxsize=4096)  # as _day_allowed
+def _hours_allowed(places: tuple[Territory, ...], instant: datetime) -> tuple[bool, str]:
     local = local_time(places, instant)
     now = local.time()
     if any(start <= now < end for start, end in WINDOWS):
-        windows = ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in WINDOWS)
         return True, (f"callee local time {local:%Y-%m-%d %H:%M:%S} {local.tzname()} "
-                      f"({_label(places)}) is inside {windows}")
+                      f"({_label(places)}) is inside {_WINDOWS_TEXT}")
     return False, _window_reason(local, _label(places))
 
 

@@ -39,10 +39,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import Any
 
 import phonenumbers
-from phonenumbers import PhoneNumber, PhoneNumberType
+from phonenumbers import PhoneMetadata, PhoneNumber, PhoneNumberDesc, PhoneNumberType
+
+try:  # the regex parser of the standard library, to read the metadata's patterns
+    import re._constants as _C  # type: ignore[import-not-found]
+    import re._parser as _sre  # type: ignore[import-not-found]
+except ImportError:  # another Python: every number is checked in full
+    _sre = None
 
 __all__ = ["Kind", "Number", "NumberError", "Territory", "national_digits", "parse", "parse_caller_id"]
 
@@ -293,8 +300,7 @@ def _islands_590(pn: PhoneNumber) -> tuple[Territory, frozenset[Territory]]:
 
 def _metropolitan(raw: str, national: str) -> Number:
     # Validity matters here: unallocated ranges (e.g. 070...) are typos, R-01.
-    pn = PhoneNumber(country_code=33, national_number=int(national[1:]))
-    if not phonenumbers.is_valid_number(pn):
+    if not _valid_metropolitan(national[1:]):
         raise NumberError(raw, "not an allocated French number range")
     first = national[1]
     if first in "67":
@@ -304,3 +310,119 @@ def _metropolitan(raw: str, national: str) -> Number:
     else:
         kind = Kind.FIXED
     return Number(raw, "+33" + national[1:], kind, Territory.FR, national)
+
+
+# -- validity of metropolitan numbers, decided by their first digits ---------------
+# phonenumbers' validity check (~10 us: a dozen regex matches) dominated the
+# parsing of a lead list, in which numbers are all different but share their
+# first digits. Each pattern of the French metadata is a fixed-width head
+# followed by "any n digits" (`(?:6(?:[0-24-8]\d|3[0-8]|9[589])|7[3-9]\d)\d{6}`),
+# so for a national significant number of a given length the answer depends
+# on its first few digits only: `_decisive_digits` reads how many from the
+# patterns themselves (None, and no sharing, for a pattern of another shape).
+# tests/test_numbers.py compares the shared answers with phonenumbers'.
+
+_VALID_FR: dict[tuple[int, str], bool] = {}
+_VALID_FR_MAX = 200_000  # prefixes kept; cleared when full
+
+
+def _valid_metropolitan(nsn: str) -> bool:
+    """phonenumbers.is_valid_number for +33 `nsn` (9 digits, first not 0),
+    shared by the numbers whose decisive leading digits are the same."""
+    depth = _metropolitan_depth()
+    key = (len(nsn), nsn if depth is None else nsn[:depth])
+    valid = _VALID_FR.get(key)
+    if valid is None:
+        valid = bool(phonenumbers.is_valid_number(
+            PhoneNumber(country_code=33, national_number=int(nsn))))
+        if len(_VALID_FR) >= _VALID_FR_MAX:
+            _VALID_FR.clear()
+        _VALID_FR[key] = valid
+    return valid
+
+
+@cache
+def _metropolitan_depth() -> int | None:
+    """Leading digits that decide every pattern of region FR (+33 is FR
+    alone): the largest of the patterns' own, or None if one cannot say."""
+    if _sre is None:
+        return None
+    metadata = PhoneMetadata.metadata_for_region("FR")
+    if metadata is None or phonenumbers.region_codes_for_country_code(33) != ("FR",):
+        return None
+    depths = [_decisive_digits(desc.national_number_pattern)
+              for desc in vars(metadata).values()
+              if isinstance(desc, PhoneNumberDesc) and desc.national_number_pattern]
+    if not depths or any(d is None for d in depths):
+        return None
+    return max(d for d in depths if d is not None)
+
+def _decisive_digits(pattern: str) -> int | None:
+    """How many leading digits decide whether a digit string of a possible
+    length fully matches `pattern`; None when the pattern's shape does not
+    say (a lookaround, a variable-width part before the end...)."""
+    try:
+        parsed = _sre.parse(pattern)
+    except Exception:  # any surprise means "do not share"
+        return None
+    return _depth(list(parsed.data))
+
+
+def _depth(seq: list[Any]) -> int | None:
+    """`seq` must match up to the end of the string. A fixed-width part
+    decides by its own width; a trailing "any digit(s)" decides nothing; a
+    trailing alternative decides by its deepest branch."""
+    if any(not _plain(item) for item in seq):
+        return None
+    while seq and _any_digits(seq[-1]):
+        seq = seq[:-1]
+    if not seq:
+        return 0
+    *head, last = seq
+    lead = _width(head)
+    if lead is None:
+        return None
+    op, av = last
+    if op is _C.BRANCH:
+        depths = [_depth(list(branch.data)) for branch in av[1]]
+        if any(d is None for d in depths):
+            return None
+        return lead + max(d for d in depths if d is not None)
+    if op is _C.SUBPATTERN:
+        inner = _depth(list(av[-1].data))
+        return None if inner is None else lead + inner
+    width = _width(seq)
+    return width
+
+
+def _width(seq: list[Any]) -> int | None:
+    lo, hi = _sre.SubPattern(_sre.State(), seq).getwidth()
+    return int(lo) if lo == hi else None
+
+
+_PLAIN_OPS = ("LITERAL", "NOT_LITERAL", "IN", "ANY", "BRANCH", "SUBPATTERN", "MAX_REPEAT",
+              "MIN_REPEAT")
+
+
+def _plain(item: Any) -> bool:
+    """Only parts that consume their own characters: no lookaround, anchor or
+    back-reference, which could look past the digits that decide."""
+    op, av = item
+    if op.name not in _PLAIN_OPS:
+        return False
+    if op is _C.BRANCH:
+        return all(_plain(i) for branch in av[1] for i in branch.data)
+    if op is _C.SUBPATTERN:
+        return all(_plain(i) for i in av[-1].data)
+    if op in (_C.MAX_REPEAT, _C.MIN_REPEAT):
+        return all(_plain(i) for i in av[2].data)
+    return True
+
+
+def _any_digits(item: Any) -> bool:
+    """`\\d` or `\\d{n}`: any digit, as many as the length leaves."""
+    op, av = item
+    if op in (_C.MAX_REPEAT, _C.MIN_REPEAT):
+        low, high, inner = av
+        return bool(low == high and len(inner.data) == 1 and _any_digits(inner.data[0]))
+    return bool(op is _C.IN and av in ([(_C.CATEGORY, _C.CATEGORY_DIGIT)], [(_C.RANGE, (48, 57))]))

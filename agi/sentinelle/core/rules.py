@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from sentinelle.core import calendar
@@ -22,11 +23,13 @@ from sentinelle.core.model import (
     PARIS,
     BloctelKind,
     Call,
+    Campaign,
     Consent,
     Decision,
     Dialing,
     History,
     Policy,
+    Professional,
     Purpose,
     Regime,
     RuleState,
@@ -406,13 +409,23 @@ def _frequency_states(call: Call, history: History, tz: ZoneInfo) -> list[RuleSt
 
 def _caller_id_states(call: Call) -> list[RuleState]:
     """R-40..R-43 apply to every purpose (docs/rules.md "Scope")."""
+    return list(_caller_id_states_of(call.caller_id, call.masked, call.campaign,
+                                     call.professional))
+
+
+# A campaign presents one caller ID to thousands of callees (a scrub: to every
+# lead of a list), and the rules read nothing else of the call: cached.
+@lru_cache(maxsize=256)
+def _caller_id_states_of(caller_id: str | None, masked: bool, campaign: Campaign,
+                         professional: Professional) -> tuple[RuleState, ...]:
+    call = Call("", datetime.min.replace(tzinfo=UTC), campaign, professional, caller_id, masked)
     if call.caller_id is None and not call.masked:
-        return [RuleState(r, NOT_APPLICABLE, "caller ID not given") for r in CALLER_ID_RULES]
+        return tuple(RuleState(r, NOT_APPLICABLE, "caller ID not given") for r in CALLER_ID_RULES)
     found = _caller_id_findings(call)
     raw = (call.caller_id or "").strip() or "(none)"
     blocked = {s.rule for s in found}
-    return [*found, *(RuleState(r, PASSES, f"caller ID {raw}") for r in CALLER_ID_RULES
-                      if r not in blocked)]
+    return (*found, *(RuleState(r, PASSES, f"caller ID {raw}") for r in CALLER_ID_RULES
+                      if r not in blocked))
 
 
 def _caller_id_findings(call: Call) -> list[RuleState]:
@@ -536,10 +549,16 @@ def _retry_notes(
 
 
 def _in_utc(call: Call) -> Call:
-    return replace(call, at=call.at.astimezone(UTC))
+    return call if call.at.tzinfo is UTC else replace(call, at=call.at.astimezone(UTC))
 
 
 def _history_in_utc(h: History) -> History:
+    # A history read from the store is in UTC already (it stores UTC text):
+    # it is returned as it is, rather than copied instant by instant.
+    if all(a.tzinfo is UTC for a in h.attempts) and all(r.tzinfo is UTC for r in h.refusals) \
+            and all(_consent_in_utc(c) for c in h.consents):
+        return h
+
     def utc(instant: datetime | None) -> datetime | None:
         return None if instant is None else instant.astimezone(UTC)
 
@@ -553,6 +572,11 @@ def _history_in_utc(h: History) -> History:
             for c in h.consents
         ),
     )
+
+
+def _consent_in_utc(c: Consent) -> bool:
+    return c.given_at.tzinfo is UTC and all(
+        t is None or t.tzinfo is UTC for t in (c.revoked_at, c.slot_from, c.slot_until))
 
 
 def _add_days(instant: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:

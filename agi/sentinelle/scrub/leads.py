@@ -78,6 +78,9 @@ class CsvOut:
         self.header = [*leads.header, *OUR_COLUMNS]
         self.width = len(leads.header)
         self.delimiter = leads.delimiter
+        # One writer for every row (a writer per row cost as much as the row).
+        self._buf = _Line()
+        self._writer = csv.writer(self._buf, delimiter=self.delimiter, lineterminator="\n")
 
     def head(self) -> str:
         return self._line(self.header)
@@ -89,9 +92,9 @@ class CsvOut:
                            " | ".join(v.reasons)])
 
     def _line(self, values: list[str]) -> str:
-        buf = _Line()
-        csv.writer(buf, delimiter=self.delimiter, lineterminator="\n").writerow(values)
-        return buf.text
+        self._buf.text = ""
+        self._writer.writerow(values)
+        return self._buf.text
 
     def tail(self, summary: dict[str, Any]) -> str:
         return ""

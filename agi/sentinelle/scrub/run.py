@@ -113,6 +113,7 @@ def scrub(leads: Leads, pipeline: Pipeline, options: Options, write: Callable[[s
             size = 0
 
     def kept() -> Iterator[tuple[str, str]]:
+        """(sort key, output text) of each kept lead; the key only when sorting."""
         rows_of: deque[list[list[str]]] = deque()
 
         def chunks() -> Iterator[list[str]]:
@@ -138,7 +139,8 @@ def scrub(leads: Leads, pipeline: Pipeline, options: Options, write: Callable[[s
                 if deadline is not None and not v.callable_by(deadline):
                     continue
                 summary.written += 1
-                yield sort_key(v.allowed, v.retry_at, line), out.row(line, row, v)
+                yield (sort_key(v.allowed, v.retry_at, line) if options.sort else "",
+                       out.row(line, row, v))
 
     emit(out.head())
     if options.sort:

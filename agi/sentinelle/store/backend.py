@@ -19,7 +19,7 @@ What a backend must guarantee, whatever its engine:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
@@ -119,6 +119,11 @@ class Backend(Protocol):
     def log_decision(self, decision: Decision, source: str,
                      inputs: dict[str, Any] | None = None) -> int: ...
     def history(self, professional: str, e164: str, at: datetime) -> History: ...
+    def histories(self, professional: str, e164s: Sequence[str],
+                  at: datetime) -> dict[str, History]:
+        """`history` of each distinct callee, all read from one snapshot
+        (a scrub's batch); the same rows in the same order as `history`."""
+        ...
 
     # -- facts ------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sentinelle.store.audit import AuditReads
 from sentinelle.store.backend import Backend
+from sentinelle.store.batch import BatchReads
 from sentinelle.store.bloctel import Snapshots
 from sentinelle.store.evidence import EvidenceReads
 from sentinelle.store.facts import Facts
@@ -19,7 +20,7 @@ from sentinelle.store.retention import Retention
 
 
 class PgStore(HotPath, Facts, Outcomes, Snapshots, EvidenceReads, Retention, AuditReads,
-              PostgresDatabase):
+              BatchReads, PostgresDatabase):
     """A pool of connections to the sentinelle PostgreSQL store; thread-safe.
 
     `PgStore(url, create=..., busy_timeout_ms=..., password_file=...,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sentinelle.store.audit import AuditReads
 from sentinelle.store.backend import Backend
+from sentinelle.store.batch import BatchReads
 from sentinelle.store.bloctel import Snapshots
 from sentinelle.store.connection import SqliteDatabase
 from sentinelle.store.evidence import EvidenceReads
@@ -22,7 +23,7 @@ from sentinelle.store.retention import Retention
 
 
 class Store(HotPath, Facts, Outcomes, Snapshots, EvidenceReads, Retention, AuditReads,
-            SqliteDatabase):
+            BatchReads, SqliteDatabase):
     """A connection to the sentinelle store; not shared between threads.
 
     `Store(path, create=..., busy_timeout_ms=..., synchronous=...,
