@@ -199,7 +199,11 @@ def run_fault(tmp_path: Path, fault_cls: type[Fault], hold_s: float, probers: in
             stop = asyncio.Event()
             numbers = iter(NUMBERS)
             task = asyncio.create_task(_probing(svc.port, numbers, probers, stop, probes))
-            await asyncio.sleep(0.5)
+            # Warm up until a few checks have been answered (a loaded machine
+            # may need more than a fixed half second), then inject.
+            deadline = time.monotonic() + 30
+            while len(probes) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             self_start.append(time.monotonic())
             await asyncio.to_thread(fault.inject)
             f0 = fault.held_since or time.monotonic()

@@ -9,10 +9,8 @@ taken from the same snapshot of the store (as one check's history is).
 
 Each history must be exactly the one `HotPath.history` returns at the same
 instant, since the same `decide` reads it: the same rows, in the same order
-(attempts and refusals by time, consents in id order: the order the
-per-callee read gives on SQLite, which walks the (professional, e164) index;
-on PostgreSQL the per-callee read has no ORDER BY, so that is the order of
-its heap, insertion order while rows are only appended). `tests/test_scrub_batch.py`
+(attempts and refusals by time, consents in id order, which the per-callee
+read sorts by explicitly on both engines). `tests/test_scrub_batch.py`
 compares the two on random stores, on both backends. The SQL is plain
 (`IN (...)`, no JSON or temp table), written once for both engines.
 """

@@ -73,7 +73,7 @@ class HotPath(Database):
         lo, hi = ts(at - HISTORY_HORIZON), ts(at + HISTORY_HORIZON)
         attempts: list[datetime] = []
         refusals: list[datetime] = []
-        consents: list[Consent] = []
+        consents: list[tuple[int, Consent]] = []
         facts: tuple[str | None, ...] = ()
         # One statement, one round trip: on PostgreSQL each statement is a
         # network exchange, on SQLite ~15 us of overhead.
@@ -84,15 +84,18 @@ class HotPath(Database):
             elif tag == "r":
                 refusals.append(datetime.fromisoformat(a))
             elif tag == "c":
-                consents.append(Consent(given_at=datetime.fromisoformat(a), source=b,
-                                        revoked_at=from_ts(c), slot_from=from_ts(d),
-                                        slot_until=from_ts(e)))
+                consents.append((int(f), Consent(given_at=datetime.fromisoformat(a), source=b,
+                                                 revoked_at=from_ts(c), slot_from=from_ts(d),
+                                                 slot_until=from_ts(e))))
             else:
                 facts = (a, b, c, d, e, f)
         contract, opted_out, dept, sid, snap_date, kind = facts
         return History(
             attempts=tuple(sorted(attempts)), refusals=tuple(sorted(refusals)),
-            consents=tuple(consents), contract=contract in _TRUE, opted_out=opted_out in _TRUE,
+            # In the order they were recorded (id), on both engines: `decide`
+            # takes the first of two consents of the same date.
+            consents=tuple(c for _, c in sorted(consents, key=lambda ic: ic[0])),
+            contract=contract in _TRUE, opted_out=opted_out in _TRUE,
             bloctel=None if sid is None else _listed(conn, int(sid), str(snap_date), str(kind),
                                                      e164),
             department=dept,
@@ -113,7 +116,8 @@ _HISTORY = (
     " UNION ALL SELECT 'r', at, NULL, NULL, NULL, NULL, NULL FROM refusals"
     " WHERE professional=:p AND e164=:n AND at<=:at AND (at>=:lo OR at=(SELECT max(at)"
     " FROM refusals WHERE professional=:p AND e164=:n AND at<:lo))"
-    " UNION ALL SELECT 'c', given_at, source, revoked_at, slot_from, slot_until, NULL"
+    " UNION ALL SELECT 'c', given_at, source, revoked_at, slot_from, slot_until,"
+    " CAST(id AS TEXT)"
     " FROM consents WHERE professional=:p AND e164=:n"
     " UNION ALL SELECT 'f',"
     " CAST(EXISTS(SELECT 1 FROM contracts WHERE professional=:p AND e164=:n) AS TEXT),"
