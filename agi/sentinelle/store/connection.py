@@ -120,7 +120,11 @@ def _forget_unused_header_fds() -> None:
     """Close the kept descriptors of files no other descriptor of this process
     has open (closing those can release no lock SQLite holds)."""
     in_use: dict[tuple[int, int], int] = {}
-    for name in os.listdir("/proc/self/fd"):
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return  # no /proc: keep them all (closing one might drop a lock)
+    for name in names:
         with contextlib.suppress(OSError):
             st = os.stat(f"/proc/self/fd/{name}")
             in_use[(st.st_dev, st.st_ino)] = in_use.get((st.st_dev, st.st_ino), 0) + 1

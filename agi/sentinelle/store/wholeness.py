@@ -184,7 +184,14 @@ def open_inodes(path: str) -> dict[str, set[tuple[int, int]]]:
     a descriptor opened and closed: that would drop SQLite's locks)."""
     out: dict[str, set[tuple[int, int]]] = {"-wal": set(), "-shm": set()}
     path = os.path.realpath(path)  # what /proc shows, symbolic links resolved
-    for name in os.listdir("/proc/self/fd"):
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        # No /proc (a chroot without it: a classic AGI run that way): the
+        # descriptors cannot be listed, and the paths' own inodes, checked
+        # before every transaction, are what is left to go on.
+        return out
+    for name in names:
         link = f"/proc/self/fd/{name}"
         try:
             target = os.readlink(link)
