@@ -17,6 +17,11 @@ ATTEMPT = "SENTINELLE_ATTEMPT"  # attempt id, for the ARI listener
 DISPOSITION = "SENTINELLE_DISPOSITION"
 DISPOSITION_OK, DISPOSITION_ERROR = "OK", "ERROR"
 
+# The outcome route's answer (hangup handler): the outcome recorded or kept
+# (answered, busy, no-answer, failed, unknown), or ERROR (with REASON).
+OUTCOME = "SENTINELLE_OUTCOME"
+OUTCOME_ERROR = "ERROR"
+
 # Channel variable the dialplan may set instead of passing AGI argument 2.
 CAMPAIGN = "SENTINELLE_CAMPAIGN"
 
@@ -30,6 +35,7 @@ DEFAULT_CAMPAIGN = "SENTINELLE_DEFAULT_CAMPAIGN"
 # The FastAGI routes (agi://host:port/<route>), registered in pbx/routes.
 ROUTE_CHECK = "check"
 ROUTE_DISPOSITION = "disposition"  # an agent's refusal or disposition, recorded synchronously
+ROUTE_OUTCOME = "outcome"  # a call's outcome, from the hangup handler the check pushes
 
 # User events emitted by the dialplan and read by the ARI listener, and the
 # fields of their payload the listener reads.

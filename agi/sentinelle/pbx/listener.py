@@ -52,6 +52,7 @@ from sentinelle.core.model import Outcome
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx import recording
 from sentinelle.pbx.ari import AriClient, Event
+from sentinelle.pbx.outcomes import outcome_of
 from sentinelle.store import Backend, StoreError
 from sentinelle.store.handle import StoreHandle
 
@@ -99,19 +100,8 @@ class Watch:
 
     def outcome(self) -> str:
         """answered / busy / no-answer / failed, from what the callee side did."""
-        if self.answered:
-            return ANSWERED
-        cause = (self.leg_cause or self.origin_cause or (None, None))[0]
-        status = self.dialstatus
-        if status == "BUSY" or cause == 17:
-            return BUSY
-        if status in ("NOANSWER", "CANCEL") or cause in (18, 19):
-            return NO_ANSWER
-        if not self.legs:
-            return FAILED  # never dialled out (hung up before Dial, dialplan error)
-        if status in ("", "RINGING", "PROGRESS", "PROCEEDING") and cause in (None, 0, 16):
-            return NO_ANSWER  # rang, then the agent gave up
-        return FAILED
+        return outcome_of(answered=self.answered, dialstatus=self.dialstatus,
+                          cause=self.cause()[0], dialled=bool(self.legs))
 
     def cause(self) -> tuple[int | None, str | None]:
         return self.leg_cause or self.origin_cause or (None, None)
