@@ -44,7 +44,6 @@ EVENT_DISPOSITION = "SentinelleDisposition"
 FIELD_ATTEMPT = "attempt"  # both events: the attempt id
 FIELD_CODE = "code"  # SentinelleDisposition: refused | do-not-call | callback | wrong-number
 
-# Names the Python side reads that the shipped dialplan does not use: a
-# site's dialplan sets SENTINELLE_CAMPAIGN when AGI argument 2 stays empty
-# (README, "Dialplan").
-PYTHON_ONLY = frozenset({CAMPAIGN})
+# Names the Python side reads that the shipped dialplan does not use (none
+# today: SENTINELLE_CAMPAIGN is the dialer example's campaign variable).
+PYTHON_ONLY: frozenset[str] = frozenset()
