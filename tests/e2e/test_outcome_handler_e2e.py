@@ -12,7 +12,10 @@ with it connected, where both sources report every call and must agree
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -117,3 +120,118 @@ def test_every_attempt_gets_its_outcome(service: Service, pbx: Pbx, tmp_path: Pa
     log = pbx.messages_log.read_text(errors="replace")
     assert "NOT recorded" not in log
     print(f"listener {listener}: {len(got)}/{len(NUMBERS)} attempts with their outcome")
+
+
+class CuttableProxy:
+    """A TCP proxy between the listener and Asterisk's HTTP port, that can be
+    cut (connections dropped, new ones refused) and restored: an ARI outage
+    while Asterisk itself keeps running calls."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        (self.port,) = free_ports(1)
+        self.server: socket.socket | None = None
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+
+    def start(self) -> CuttableProxy:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(16)
+        self.server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        return self
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/ari"
+
+
+OUTAGE_S = 30.0
+HELD = [f"06123454{i:02d}" for i in range(20)]
+
+
+def test_calls_ending_during_a_listener_outage_keep_their_outcome(service: Service, pbx: Pbx,
+                                                                  tmp_path: Path) -> None:
+    """The issue's scenario: the listener is connected when 20 calls start,
+    loses ARI for 30 s (Asterisk keeps running), the calls end meanwhile,
+    then it reconnects and resyncs. Without the hangup handler its resync
+    would close all 20 as `unknown`; with it, each keeps its real outcome."""
+    proxy = CuttableProxy(pbx.http_port).start()
+    secret = tmp_path / "ari.secret"
+    secret.write_text(pbx.ari_password + "\n")
+    with service.config.open("a") as f:
+        f.write(ari_section(proxy.url, pbx.ari_user, secret))
+    consents = tmp_path / "consents.csv"
+    consents.write_text("number,campaign,given_at,source\n" + "".join(
+        f"{n},promo,{CONSENT_AT},e2e web form\n" for n in HELD))
+    service.cli("import", "consents", str(consents))
+    service.start()
+    wait_until(lambda: listener_connected(pbx), 30, "ARI listener connected")
+
+    with pbx.carrier(response=200) as carrier:
+        results: list = []
+        calls = threading.Thread(target=lambda: results.extend(pbx.calls(
+            [dict(number=n, agent=f"agent{i + 1}", campaign="promo", hold_ms=4000)
+             for i, n in enumerate(HELD)])))
+        calls.start()
+        assert carrier.wait_for(len(HELD), timeout=60) == len(HELD)
+        proxy.cut()
+        cut_at = time.monotonic()
+        wait_until(lambda: not listener_connected(pbx), 30, "ARI app gone after the cut")
+        calls.join(120)
+        assert [r.status for r in results] == [200] * len(HELD), results
+        ended_during_outage = time.monotonic() - cut_at < OUTAGE_S
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut_at)))
+    proxy.start()
+    wait_until(lambda: listener_connected(pbx), 60, "ARI listener back")
+    resyncs = [e for e in service.log_lines() if e.get("msg") == "ARI resync"]
+    assert len(resyncs) >= 2, resyncs  # the first connect, and the one after the outage
+
+    seen = {n: json.loads(service.cli("history", n, "--json").stdout)["attempts"][0]
+            for n in HELD}
+    got = {n: (a["outcome"], a["cause"], bool(a["answered_at"])) for n, a in seen.items()}
+    assert ended_during_outage
+    assert got == {n: ("answered", 16, True) for n in HELD}
+    print(f"ARI outage of {OUTAGE_S:g} s: {len(HELD)} calls ended during it, "
+          f"{sum(o == 'answered' for o, _, _ in got.values())}/{len(HELD)} with their outcome")
