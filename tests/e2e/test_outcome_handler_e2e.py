@@ -191,12 +191,15 @@ OUTAGE_S = 30.0
 HELD = [f"06123454{i:02d}" for i in range(20)]
 
 
+@pytest.mark.parametrize("cut", ["mid-call", "before-calls"])
 def test_calls_ending_during_a_listener_outage_keep_their_outcome(service: Service, pbx: Pbx,
-                                                                  tmp_path: Path) -> None:
-    """The issue's scenario: the listener is connected when 20 calls start,
-    loses ARI for 30 s (Asterisk keeps running), the calls end meanwhile,
-    then it reconnects and resyncs. Without the hangup handler its resync
-    would close all 20 as `unknown`; with it, each keeps its real outcome."""
+                                                                  tmp_path: Path, cut: str) -> None:
+    """The issue's scenario: the listener is connected, loses ARI for 30 s
+    (Asterisk keeps running) while 20 calls end, then reconnects and
+    resyncs. Without the hangup handler its resync would close all 20 as
+    `unknown`; with it, each keeps its real outcome. `mid-call`: the calls
+    started while the listener watched; `before-calls`: they are placed
+    during the outage, and every other agent keys the refusal `*9` then."""
     proxy = CuttableProxy(pbx.http_port).start()
     secret = tmp_path / "ari.secret"
     secret.write_text(pbx.ari_password + "\n")
@@ -209,16 +212,25 @@ def test_calls_ending_during_a_listener_outage_keep_their_outcome(service: Servi
     service.start()
     wait_until(lambda: listener_connected(pbx), 30, "ARI listener connected")
 
+    refusing = set(HELD[::2]) if cut == "before-calls" else set()
+
+    def outage() -> float:
+        proxy.cut()
+        wait_until(lambda: not listener_connected(pbx), 30, "ARI app gone after the cut")
+        return time.monotonic()
+
     with pbx.carrier(response=200) as carrier:
+        if cut == "before-calls":
+            cut_at = outage()
         results: list = []
         calls = threading.Thread(target=lambda: results.extend(pbx.calls(
-            [dict(number=n, agent=f"agent{i + 1}", campaign="promo", hold_ms=4000)
+            [dict(number=n, agent=f"agent{i + 1}", campaign="promo", hold_ms=4000,
+                  send_dtmf="*9" if n in refusing else None)
              for i, n in enumerate(HELD)])))
         calls.start()
         assert carrier.wait_for(len(HELD), timeout=60) == len(HELD)
-        proxy.cut()
-        cut_at = time.monotonic()
-        wait_until(lambda: not listener_connected(pbx), 30, "ARI app gone after the cut")
+        if cut == "mid-call":
+            cut_at = outage()
         calls.join(120)
         assert [r.status for r in results] == [200] * len(HELD), results
         ended_during_outage = time.monotonic() - cut_at < OUTAGE_S
@@ -228,10 +240,14 @@ def test_calls_ending_during_a_listener_outage_keep_their_outcome(service: Servi
     resyncs = [e for e in service.log_lines() if e.get("msg") == "ARI resync"]
     assert len(resyncs) >= 2, resyncs  # the first connect, and the one after the outage
 
-    seen = {n: json.loads(service.cli("history", n, "--json").stdout)["attempts"][0]
-            for n in HELD}
+    timelines = {n: json.loads(service.cli("history", n, "--json").stdout) for n in HELD}
+    seen = {n: t["attempts"][0] for n, t in timelines.items()}
     got = {n: (a["outcome"], a["cause"], bool(a["answered_at"])) for n, a in seen.items()}
     assert ended_during_outage
     assert got == {n: ("answered", 16, True) for n in HELD}
-    print(f"ARI outage of {OUTAGE_S:g} s: {len(HELD)} calls ended during it, "
-          f"{sum(o == 'answered' for o, _, _ in got.values())}/{len(HELD)} with their outcome")
+    refused = {n for n, t in timelines.items()
+               if [r["attempt_id"] for r in t["refusals"]] == [seen[n]["id"]]}
+    assert refused == refusing
+    print(f"ARI outage of {OUTAGE_S:g} s ({cut}): {len(HELD)} calls ended during it, "
+          f"{sum(o == 'answered' for o, _, _ in got.values())}/{len(HELD)} with their outcome, "
+          f"{len(refused)}/{len(refusing)} refusals keyed during it recorded")
