@@ -21,8 +21,10 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,21 @@ member => PJSIP/qagent2
 """
 
 
+# The example's guarded context with the guard replaced by a no-op, for the
+# post-dial delay baseline (issue #12: "beside the same calls with the guard
+# replaced by a no-op, in the same run").
+NOOP_GUARD = """
+[dialer-outbound-noop]
+exten => _[0+].,1,NoOp(no-op guard: call to ${EXTEN} campaign=${SENTINELLE_CAMPAIGN})
+ same => n,GoSub(noop-guard,s,1(${EXTEN},${SENTINELLE_CAMPAIGN}))
+ same => n,Dial(PJSIP/${EXTEN}@trunk,30)
+ same => n,Hangup()
+
+[noop-guard]
+exten => s,1,Return()
+"""
+
+
 def agent_endpoints(ports: dict[str, int]) -> str:
     """Queue members: agent phones reachable at a fixed contact (SIPp UAS)."""
     return "".join(f"""
@@ -73,7 +90,8 @@ class DialerPbx(Pbx):
 
     def __init__(self, *args, agent_ports: dict[str, int], **kwargs) -> None:
         self.agent_ports = agent_ports
-        super().__init__(*args, extra_dialplan="#include extensions_dialer.conf\n", **kwargs)
+        super().__init__(*args, extra_dialplan="#include extensions_dialer.conf\n" + NOOP_GUARD,
+                         **kwargs)
 
     def _configs(self) -> dict[str, str]:
         configs = super()._configs()
@@ -198,10 +216,10 @@ def dialer_pbx(service: Service):
         yield pbx
 
 
-def originate(pbx: Pbx, number: str) -> dict[str, str]:
+def originate(pbx: Pbx, number: str, context: str = "dialer-outbound") -> dict[str, str]:
     """What a dialer sends (README, "Dialer topology")."""
     return pbx.ami.action(
-        "Originate", Channel=f"Local/{number}@dialer-outbound/n", Context="dialer-answered",
+        "Originate", Channel=f"Local/{number}@{context}/n", Context="dialer-answered",
         Exten=number, Priority="1", CallerID=f"<{PRESENTED}>",
         Variable="SENTINELLE_CAMPAIGN=promo", Async="true", Timeout="30000")
 
@@ -271,3 +289,52 @@ def test_refusal_and_outcome_are_filed_on_the_right_attempt(service: Service, di
         decision = service.check_json(callee)
         assert ("R-31" in decision["rules"]) == EXPECT[agent][1], (agent, callee, decision)
 
+
+
+_EXECUTING = re.compile(r"^\[([0-9-]+ [0-9:.]+)\] VERBOSE.*Executing \[([0-9+]+)@(dialer-outbound(?:-noop)?):"
+                        r"(\d+)\] (NoOp|Dial)\(")
+
+
+def dial_delays(full_log: str) -> dict[str, list[float]]:
+    """Per guarded context, the time from entering it to Dial() (seconds),
+    from Asterisk's own log: the post-dial delay the guard adds."""
+    entered: dict[tuple[str, str], datetime] = {}
+    delays: dict[str, list[float]] = {"dialer-outbound": [], "dialer-outbound-noop": []}
+    for line in full_log.splitlines():
+        m = _EXECUTING.match(line)
+        if not m:
+            continue
+        at, number, context, _, app = m.groups()
+        when = datetime.strptime(at, "%Y-%m-%d %H:%M:%S.%f")
+        if app == "NoOp":
+            entered[(context, number)] = when
+        elif (context, number) in entered:
+            delays[context].append((when - entered.pop((context, number))).total_seconds())
+    return delays
+
+
+def test_post_dial_delay_beside_a_noop_guard(service: Service, dialer_pbx: Pbx) -> None:
+    """A figure, not a bound (this VM is shared): the check's added post-dial
+    delay in the dialer topology, against the same Originates through a
+    context whose guard is a no-op Gosub, alternated in the same run."""
+    pbx = dialer_pbx
+    numbers = [f"06123458{i:02d}" for i in range(20)]
+    consents = service.workdir / "consents.csv"
+    consents.write_text("number,campaign,given_at,source\n" + "".join(
+        f"{n},promo,{CONSENT_AT},e2e web form\n" for n in numbers))
+    service.cli("import", "consents", str(consents))
+    service.start()
+    with pbx.carrier(response=486) as carrier:  # busy at once: the calls end by themselves
+        for i, number in enumerate(numbers):
+            for context in ("dialer-outbound", "dialer-outbound-noop"):
+                assert originate(pbx, number, context).get("Response") == "Success"
+                assert carrier.wait_for(2 * i + 1 + (context != "dialer-outbound"),
+                                        timeout=30) >= 2 * i + 1
+    delays = dial_delays(pbx.full_log.read_text(errors="replace"))
+    assert len(delays["dialer-outbound"]) == len(delays["dialer-outbound-noop"]) == len(numbers)
+    guard, noop = (statistics.median(delays[c]) * 1000
+                   for c in ("dialer-outbound", "dialer-outbound-noop"))
+    print(f"post-dial delay, Local channel entering the guarded context to Dial(): "
+          f"sentinelle check p50 {guard:.1f} ms (max {max(delays['dialer-outbound']) * 1000:.1f}),"
+          f" no-op guard p50 {noop:.1f} ms (max {max(delays['dialer-outbound-noop']) * 1000:.1f}),"
+          f" added {guard - noop:.1f} ms")
