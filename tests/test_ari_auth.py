@@ -34,7 +34,7 @@ pytestmark = pytest.mark.sqlite_only  # about ARI, not the store
 class _Ari(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # the websocket client accepts nothing older
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         self.server.paths.append(self.path)  # type: ignore[attr-defined]
         if self.headers.get("Authorization") != expected:
