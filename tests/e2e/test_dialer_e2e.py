@@ -35,6 +35,7 @@ from tests.pbx import Pbx, free_ports
 from tests.pbx.pbx import DIALPLAN_DIR, LOOPBACK, PbxError, _sipp_cmd, parse_sipp_log
 
 CONSENT_AT = "2026-11-01T10:00:00+01:00"
+LATER = "2026-12-01T11:00:00+01:00"  # the service runs at 10:30 (tests.helpers FROZEN)
 CALLEES = ("0612345701", "0612345702")
 PRESENTED = "0162000000"  # the professional's number, in an Arcep NPV range
 # Which agent keys what, and what the store must then say for its callee.
@@ -104,6 +105,12 @@ class DialerPbx(Pbx):
         configs["pjsip.conf"] = configs["pjsip.conf"].replace(
             trunk, trunk + "send_connected_line = no\n") + agent_endpoints(self.agent_ports)
         configs["queues.conf"] = QUEUES
+        # README "Dialer topology": the attempt in every ARI channel snapshot,
+        # so the listener knows the queue agent's channel.
+        general = "[general]\nenabled = yes\n"
+        assert general in configs["ari.conf"]
+        configs["ari.conf"] = configs["ari.conf"].replace(
+            general, general + "channelvars = SENTINELLE_ATTEMPT\n")
         return configs
 
     def write_config(self) -> None:
@@ -283,10 +290,20 @@ def test_refusal_and_outcome_are_filed_on_the_right_attempt(service: Service, di
             assert not t["refusals"], (agent, callee, t)
         filed += 1
     print(f"dialer topology: {filed}/{len(CALLEES)} dispositions and outcomes on the right attempt")
+    if listener == "connected":
+        # The listener saw the agent's *9 too (its channel known through
+        # channelvars) and filed it on the same attempt: still one refusal.
+        by_dtmf = {e["attempt"] for e in service.log_lines()
+                   if e.get("msg") in ("refusal recorded", "refusal already recorded")
+                   and e.get("source") == "dtmf"}
+        refusing = [callee for agent, (callee,) in given.items() if EXPECT[agent][1]]
+        assert by_dtmf == {timeline(c)["attempts"][0]["id"] for c in refusing}, by_dtmf
     log = pbx.messages_log.read_text(errors="replace")
     assert "NOT recorded" not in log, log[-3000:]
     for agent, (callee,) in given.items():
-        decision = service.check_json(callee)
+        # Later than the frozen clock: under `serve --at` the listener dates
+        # a refusal at the frozen instant plus the seconds since start.
+        decision = service.check_json(callee, at=LATER)
         assert ("R-31" in decision["rules"]) == EXPECT[agent][1], (agent, callee, decision)
 
 

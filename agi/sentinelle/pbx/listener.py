@@ -90,6 +90,10 @@ class Watch:
     origin: str | None = None  # the channel that ran the check (agent side)
     legs: set[str] = field(default_factory=set)  # channels it dialled (callee side)
     live: set[str] = field(default_factory=set)  # channels not destroyed yet
+    # Other channels whose keys are the agent's: they carry SENTINELLE_ATTEMPT
+    # (ARI channelvars) without being a dialled leg, e.g. the queue member's
+    # channel in the dialer topology, where the origin is a Local channel.
+    agents: set[str] = field(default_factory=set)
     answered: bool = False
     answered_at: datetime | None = None
     dialstatus: str = ""
@@ -207,6 +211,8 @@ class Listener:
         kind = event.get("type")
         at = self.when(event)
         self.last_seen = at
+        if kind != "ChannelDestroyed":
+            self._adopt(event.get("channel"))
         if kind == "ChannelUserevent":
             await self._userevent(event, at)
         elif kind == "Dial":
@@ -226,6 +232,25 @@ class Listener:
         if watch is None:
             watch = self.watches[attempt_id] = Watch(attempt_id)
         return watch
+
+    def _adopt(self, channel: Any) -> None:
+        """A channel we do not know whose snapshot carries SENTINELLE_ATTEMPT
+        (ari.conf `channelvars = SENTINELLE_ATTEMPT`): its keys count as the
+        agent's for that attempt, unless it is a dialled leg (AppDial: the
+        callee side inherits the variable through Dial). Only attempts we
+        watch: a stray value never opens a call of its own."""
+        if not isinstance(channel, dict):
+            return
+        channel_id = channel_id_of(channel)
+        if not channel_id or channel_id in self.channels:
+            return
+        attempt_id = attempt_id_of((channel.get("channelvars") or {}).get(agivars.ATTEMPT))
+        watch = self.watches.get(attempt_id) if attempt_id else None
+        if watch is None or (channel.get("dialplan") or {}).get("app_name") == "AppDial":
+            return
+        watch.agents.add(channel_id)
+        watch.live.add(channel_id)
+        self.channels[channel_id] = watch.attempt_id
 
     def _bind_origin(self, channel_id: str, attempt_id: int) -> Watch | None:
         """Tie the channel that ran the check to its attempt. Returns an older
@@ -309,7 +334,8 @@ class Listener:
         digit = str(event.get("digit", ""))
         # Only the agent's keys, and only once the callee answered: before
         # that there is nobody to refuse.
-        if watch is None or channel_id != watch.origin or not watch.answered or len(digit) != 1:
+        agent = channel_id == watch.origin or channel_id in watch.agents if watch else False
+        if watch is None or not agent or not watch.answered or len(digit) != 1:
             return
         pressed = event_time(event)
         if watch.digits and pressed - watch.digits[-1][1] > self.gap:
