@@ -43,15 +43,26 @@ def test_a_queue_agents_keys_are_filed_on_its_callers_attempt(ari_config: Config
     assert db.timeline("+33612345671")["refusals"] == []
     assert listener.refusals == 1
     feed(listener, [*first.hangup(), *second.hangup()])
-    # The agent's channel is part of the call: its end closes the call, not before.
-    assert db.attempt(second.attempt)["outcome"] is None
-    feed(listener, [second._ev("ChannelDestroyed", channel=dict(agent2), cause=16,
-                               cause_txt="Normal Clearing"),
-                    first._ev("ChannelDestroyed", channel=dict(agent1), cause=16,
-                              cause_txt="Normal Clearing")])
-    # agent1 was never seen before it ended: nothing waited for it.
+    # The call ends with its origin and legs: an agent's channel may outlive it.
     assert db.attempt(first.attempt)["outcome"] == "answered"
     assert db.attempt(second.attempt)["outcome"] == "answered"
+    del agent1
+    asyncio.run(listener.close())
+
+
+def test_an_agent_channel_that_outlives_calls_follows_the_attempt_it_carries(
+        ari_config: Config, db: Store):  # noqa: F811
+    """An agent who stays connected (a conference seat) takes one call after
+    another on one channel: each *9 goes to the attempt it carries now."""
+    listener = Listener(ari_config)
+    first = Call(new_attempt(db, "+33612345671"))
+    second = Call(new_attempt(db, "+33612345672"))
+    seat = agent_channel(first, "seat1", first.attempt)
+    feed(listener, [*first.answered(), *keys(first, seat, "*"), *first.hangup()])
+    seat["channelvars"]["SENTINELLE_ATTEMPT"] = str(second.attempt)
+    feed(listener, [*second.answered(), *keys(second, seat, "*9")])
+    assert db.timeline("+33612345671")["refusals"] == []
+    assert [r["attempt_id"] for r in db.timeline("+33612345672")["refusals"]] == [second.attempt]
     asyncio.run(listener.close())
 
 

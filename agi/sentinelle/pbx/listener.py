@@ -234,23 +234,31 @@ class Listener:
         return watch
 
     def _adopt(self, channel: Any) -> None:
-        """A channel we do not know whose snapshot carries SENTINELLE_ATTEMPT
-        (ari.conf `channelvars = SENTINELLE_ATTEMPT`): its keys count as the
-        agent's for that attempt, unless it is a dialled leg (AppDial: the
-        callee side inherits the variable through Dial). Only attempts we
-        watch: a stray value never opens a call of its own."""
+        """A channel whose snapshot carries SENTINELLE_ATTEMPT (ari.conf
+        `channelvars = SENTINELLE_ATTEMPT`) and is neither the origin nor a
+        leg of a watched call: its keys count as the agent's for that
+        attempt, e.g. the queue member's channel in the dialer topology. Not
+        a dialled leg (AppDial: the callee side inherits the variable through
+        Dial), and only attempts we watch: a stray value never opens a call.
+        The call's end does not wait for such a channel (an agent's channel
+        may outlive many calls, the attempt it carries changing with each)."""
         if not isinstance(channel, dict):
             return
         channel_id = channel_id_of(channel)
-        if not channel_id or channel_id in self.channels:
-            return
         attempt_id = attempt_id_of((channel.get("channelvars") or {}).get(agivars.ATTEMPT))
-        watch = self.watches.get(attempt_id) if attempt_id else None
+        current = self.channels.get(channel_id)
+        if not channel_id or attempt_id is None or current == attempt_id:
+            return
+        old = self.watches.get(current) if current is not None else None
+        if old is not None and (channel_id == old.origin or channel_id in old.legs):
+            return
+        watch = self.watches.get(attempt_id)
         if watch is None or (channel.get("dialplan") or {}).get("app_name") == "AppDial":
             return
+        if old is not None:
+            old.agents.discard(channel_id)
         watch.agents.add(channel_id)
-        watch.live.add(channel_id)
-        self.channels[channel_id] = watch.attempt_id
+        self.channels[channel_id] = attempt_id
 
     def _bind_origin(self, channel_id: str, attempt_id: int) -> Watch | None:
         """Tie the channel that ran the check to its attempt. Returns an older
