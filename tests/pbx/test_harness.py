@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -33,6 +34,14 @@ class _AgiHandler(socketserver.StreamRequestHandler):
             key, _, value = line.partition(": ")
             env[key] = value
         server: FastAgi = self.server  # type: ignore[assignment]
+        if env.get("agi_network_script") == "outcome":
+            # The hangup handler the check pushes: kept apart, so that the
+            # tests below count the checks (it may come before or after they look).
+            server.outcomes.append(env)
+            self.wfile.write(b'SET VARIABLE SENTINELLE_OUTCOME "answered"\n')
+            self.wfile.flush()
+            self.rfile.readline()
+            return
         server.requests.append(env)
         decision = server.decide(env) or {}
         if isinstance(decision, dict):
@@ -55,11 +64,13 @@ class FastAgi(socketserver.ThreadingTCPServer):
         self.port = self.server_address[1]
         self.url = f"agi://127.0.0.1:{self.port}"
         self.requests: list[dict[str, str]] = []
+        self.outcomes: list[dict[str, str]] = []  # hangup handlers' reports
         self.replies: list[str] = []
         self.decide: Verdict = allow_all
 
     def reset(self, decide: Verdict) -> None:
         self.requests.clear()
+        self.outcomes.clear()
         self.replies.clear()
         self.decide = decide
 
@@ -112,6 +123,13 @@ def test_allowed_call_reaches_carrier(pbx: Pbx, agi: FastAgi) -> None:
     )
     assert event["attempt"] == "att-0612345678"
     assert event["campaign"] == "spring"
+    # The hangup handler pushed on ALLOW reports the call's end.
+    deadline = time.monotonic() + 20
+    while not agi.outcomes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (report,) = agi.outcomes
+    assert report["agi_arg_1"] == "att-0612345678"
+    assert report["agi_arg_4"] == "dialstatus=ANSWER"
 
 
 def test_default_campaign_and_masked_caller_id(pbx: Pbx, agi: FastAgi) -> None:

@@ -18,7 +18,7 @@ from sentinelle.cli.common import (
     Ctx,
     fail,
 )
-from sentinelle.config import ConfigError, validate_for_listening, validate_for_serving
+from sentinelle.config import Config, ConfigError, validate_for_listening, validate_for_serving
 from sentinelle.core.clock import system_clock
 from sentinelle.pbx.asterisk_conf import check_asterisk_dir
 from sentinelle.store import StoreError
@@ -47,6 +47,7 @@ def serve_cmd(ctx: Ctx, listen: str | None, at: datetime | None, check_config: b
     if check_config:
         for warning in check_asterisk_dir(Path(config.server.asterisk_etc)):
             click.echo(f"warning: {warning}", err=True)
+        _check_ari(config)
         click.echo(f"config ok: {config.source} ({len(config.campaigns)} campaign(s), "
                    f"store {config.store.where}, listen {config.server.listen})")
         return
@@ -100,6 +101,7 @@ def listen_cmd(ctx: Ctx, at: datetime | None, check_config: bool) -> None:
     except ConfigError as exc:
         fail(str(exc))
     if check_config:
+        _check_ari(config)
         click.echo(f"config ok: {config.source} (ARI app {config.ari.app}, "
                    f"refusal code {config.ari.refusal_dtmf}, store {config.store.path})")
         return
@@ -109,3 +111,17 @@ def listen_cmd(ctx: Ctx, at: datetime | None, check_config: bool) -> None:
         asyncio.run(run_listener(config, at))
     except StoreError as exc:
         fail(str(exc), EXIT_BLOCK)
+
+
+def _check_ari(config: Config) -> None:
+    """With [ari] url set: exit 2 if Asterisk refuses the credentials, warn if
+    it does not answer (see pbx/ari_check.py)."""
+    if not config.ari.url:
+        return
+    from sentinelle.pbx.ari_check import check  # local: the ARI client only when configured
+
+    result = check(config)
+    if result.warning:
+        click.echo(f"warning: {result.warning}", err=True)
+    if result.error:
+        fail(result.error)

@@ -118,6 +118,17 @@ def redact(text: str, *secrets: str) -> str:
     return text
 
 
+AUTH_FAILED = ("ARI authentication failed: Asterisk refuses ari.user/ari.password; outcomes "
+               "and refusals are not followed over ARI until the credentials are fixed")
+
+
+def auth_refused(exc: BaseException) -> bool:
+    """Asterisk answered 401/403: the credentials are wrong, not the network."""
+    if isinstance(exc, InvalidStatus):
+        return exc.response.status_code in (401, 403)
+    return isinstance(exc, AriError) and exc.status in (401, 403)
+
+
 class AriClient:
     """One ARI application: a websocket event stream that never gives up, plus REST.
 
@@ -158,6 +169,9 @@ class AriClient:
         self.connects = 0
         self.failures = 0
         self.connected = asyncio.Event()
+        # The last attempt was refused (HTTP 401/403): wrong ari.user or
+        # password. Retrying cannot fix it, so it is an ERROR and a metric.
+        self.auth_failed = False
         self._down_since: float | None = None
         self._closing: asyncio.Task[None] | None = None
 
@@ -241,6 +255,7 @@ class AriClient:
         try:
             while not self._stopping.is_set():
                 started = time.monotonic()
+                refused = False
                 try:
                     await self._session(on_event, on_connect)
                     reason = "closed by Asterisk"
@@ -248,6 +263,8 @@ class AriClient:
                     raise
                 except Exception as exc:  # every failure is a disconnect, never a crash
                     reason = self._describe(exc)
+                    refused = auth_refused(exc)
+                self.auth_failed = refused
                 was_up = self.connected.is_set()
                 self.connected.clear()
                 if self._stopping.is_set():
@@ -261,7 +278,12 @@ class AriClient:
                     self.failures += 1
                 if self._down_since is None:
                     self._down_since = now  # never connected yet
-                if was_up or now - last_warning >= WARN_EVERY_S:
+                if refused and now - last_warning >= WARN_EVERY_S:
+                    logs.event(log, AUTH_FAILED, logging.ERROR, reason=reason,
+                               url=self.endpoint.base, user=self.endpoint.user, app=self.app,
+                               down_for_s=round(now - self._down_since, 1))
+                    last_warning = now
+                elif was_up or now - last_warning >= WARN_EVERY_S:
                     logs.event(log, "ARI disconnected, reconnecting" if was_up else "ARI unreachable",
                                logging.WARNING, reason=reason, url=self.endpoint.base, app=self.app,
                                down_for_s=round(now - self._down_since, 1))
@@ -298,6 +320,7 @@ class AriClient:
                 if on_connect is not None:
                     await on_connect(self)
                 self.connects += 1
+                self.auth_failed = False
                 self.connected.set()
                 down = self._down_since
                 self._down_since = None

@@ -17,6 +17,11 @@ ATTEMPT = "SENTINELLE_ATTEMPT"  # attempt id, for the ARI listener
 DISPOSITION = "SENTINELLE_DISPOSITION"
 DISPOSITION_OK, DISPOSITION_ERROR = "OK", "ERROR"
 
+# The outcome route's answer (hangup handler): the outcome recorded or kept
+# (answered, busy, no-answer, failed, unknown), or ERROR (with REASON).
+OUTCOME = "SENTINELLE_OUTCOME"
+OUTCOME_ERROR = "ERROR"
+
 # Channel variable the dialplan may set instead of passing AGI argument 2.
 CAMPAIGN = "SENTINELLE_CAMPAIGN"
 
@@ -30,6 +35,7 @@ DEFAULT_CAMPAIGN = "SENTINELLE_DEFAULT_CAMPAIGN"
 # The FastAGI routes (agi://host:port/<route>), registered in pbx/routes.
 ROUTE_CHECK = "check"
 ROUTE_DISPOSITION = "disposition"  # an agent's refusal or disposition, recorded synchronously
+ROUTE_OUTCOME = "outcome"  # a call's outcome, from the hangup handler the check pushes
 
 # User events emitted by the dialplan and read by the ARI listener, and the
 # fields of their payload the listener reads.
@@ -38,7 +44,6 @@ EVENT_DISPOSITION = "SentinelleDisposition"
 FIELD_ATTEMPT = "attempt"  # both events: the attempt id
 FIELD_CODE = "code"  # SentinelleDisposition: refused | do-not-call | callback | wrong-number
 
-# Names the Python side reads that the shipped dialplan does not use: a
-# site's dialplan sets SENTINELLE_CAMPAIGN when AGI argument 2 stays empty
-# (README, "Dialplan").
-PYTHON_ONLY = frozenset({CAMPAIGN})
+# Names the Python side reads that the shipped dialplan does not use (none
+# today: SENTINELLE_CAMPAIGN is the dialer example's campaign variable).
+PYTHON_ONLY: frozenset[str] = frozenset()

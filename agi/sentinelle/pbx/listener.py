@@ -52,6 +52,7 @@ from sentinelle.core.model import Outcome
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx import recording
 from sentinelle.pbx.ari import AriClient, Event
+from sentinelle.pbx.outcomes import outcome_of
 from sentinelle.store import Backend, StoreError
 from sentinelle.store.handle import StoreHandle
 
@@ -89,6 +90,10 @@ class Watch:
     origin: str | None = None  # the channel that ran the check (agent side)
     legs: set[str] = field(default_factory=set)  # channels it dialled (callee side)
     live: set[str] = field(default_factory=set)  # channels not destroyed yet
+    # Other channels whose keys are the agent's: they carry SENTINELLE_ATTEMPT
+    # (ARI channelvars) without being a dialled leg, e.g. the queue member's
+    # channel in the dialer topology, where the origin is a Local channel.
+    agents: set[str] = field(default_factory=set)
     answered: bool = False
     answered_at: datetime | None = None
     dialstatus: str = ""
@@ -99,19 +104,8 @@ class Watch:
 
     def outcome(self) -> str:
         """answered / busy / no-answer / failed, from what the callee side did."""
-        if self.answered:
-            return ANSWERED
-        cause = (self.leg_cause or self.origin_cause or (None, None))[0]
-        status = self.dialstatus
-        if status == "BUSY" or cause == 17:
-            return BUSY
-        if status in ("NOANSWER", "CANCEL") or cause in (18, 19):
-            return NO_ANSWER
-        if not self.legs:
-            return FAILED  # never dialled out (hung up before Dial, dialplan error)
-        if status in ("", "RINGING", "PROGRESS", "PROCEEDING") and cause in (None, 0, 16):
-            return NO_ANSWER  # rang, then the agent gave up
-        return FAILED
+        return outcome_of(answered=self.answered, dialstatus=self.dialstatus,
+                          cause=self.cause()[0], dialled=bool(self.legs))
 
     def cause(self) -> tuple[int | None, str | None]:
         return self.leg_cause or self.origin_cause or (None, None)
@@ -217,6 +211,8 @@ class Listener:
         kind = event.get("type")
         at = self.when(event)
         self.last_seen = at
+        if kind != "ChannelDestroyed":
+            self._adopt(event.get("channel"))
         if kind == "ChannelUserevent":
             await self._userevent(event, at)
         elif kind == "Dial":
@@ -236,6 +232,33 @@ class Listener:
         if watch is None:
             watch = self.watches[attempt_id] = Watch(attempt_id)
         return watch
+
+    def _adopt(self, channel: Any) -> None:
+        """A channel whose snapshot carries SENTINELLE_ATTEMPT (ari.conf
+        `channelvars = SENTINELLE_ATTEMPT`) and is neither the origin nor a
+        leg of a watched call: its keys count as the agent's for that
+        attempt, e.g. the queue member's channel in the dialer topology. Not
+        a dialled leg (AppDial: the callee side inherits the variable through
+        Dial), and only attempts we watch: a stray value never opens a call.
+        The call's end does not wait for such a channel (an agent's channel
+        may outlive many calls, the attempt it carries changing with each)."""
+        if not isinstance(channel, dict):
+            return
+        channel_id = channel_id_of(channel)
+        attempt_id = attempt_id_of((channel.get("channelvars") or {}).get(agivars.ATTEMPT))
+        current = self.channels.get(channel_id)
+        if not channel_id or attempt_id is None or current == attempt_id:
+            return
+        old = self.watches.get(current) if current is not None else None
+        if old is not None and (channel_id == old.origin or channel_id in old.legs):
+            return
+        watch = self.watches.get(attempt_id)
+        if watch is None or (channel.get("dialplan") or {}).get("app_name") == "AppDial":
+            return
+        if old is not None:
+            old.agents.discard(channel_id)
+        watch.agents.add(channel_id)
+        self.channels[channel_id] = attempt_id
 
     def _bind_origin(self, channel_id: str, attempt_id: int) -> Watch | None:
         """Tie the channel that ran the check to its attempt. Returns an older
@@ -319,7 +342,8 @@ class Listener:
         digit = str(event.get("digit", ""))
         # Only the agent's keys, and only once the callee answered: before
         # that there is nobody to refuse.
-        if watch is None or channel_id != watch.origin or not watch.answered or len(digit) != 1:
+        agent = channel_id == watch.origin or channel_id in watch.agents if watch else False
+        if watch is None or not agent or not watch.answered or len(digit) != 1:
             return
         pressed = event_time(event)
         if watch.digits and pressed - watch.digits[-1][1] > self.gap:

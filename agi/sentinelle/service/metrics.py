@@ -49,6 +49,7 @@ METRIC_NAMES = (
     "sentinelle_inflight_requests",
     "sentinelle_ari_connected",
     "sentinelle_ari_connects_total",
+    "sentinelle_ari_auth_failed",
     "sentinelle_bloctel_snapshot_age_days",
     "sentinelle_consents_expiring",
     "sentinelle_store_up",
@@ -77,6 +78,10 @@ class Metrics:
         self.ari_connects = Gauge("sentinelle_ari_connects_total",
                                   "ARI connections made since start (reconnects = this - 1).",
                                   registry=self.registry)
+        self.ari_auth_failed = Gauge(
+            "sentinelle_ari_auth_failed",
+            "1 while Asterisk refuses the ARI credentials (HTTP 401/403): nothing is followed "
+            "over ARI until they are fixed.", registry=self.registry)
         self.registry.register(_StoreCollector(self))
         self._server: ThreadingHTTPServer | None = None
 
@@ -92,6 +97,7 @@ class Metrics:
     def bind_listener(self, listener: Listener) -> None:
         self.ari_connected.set_function(lambda: 1.0 if listener.client.connected.is_set() else 0.0)
         self.ari_connects.set_function(lambda: float(listener.client.connects))
+        self.ari_auth_failed.set_function(lambda: 1.0 if listener.client.auth_failed else 0.0)
 
     def start(self) -> tuple[str, int]:
         host, _, port = self.config.metrics.listen.rpartition(":")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from sentinelle.pbx import channelvars
-from sentinelle.pbx.routes import check, disposition
+from sentinelle.pbx.routes import check, disposition, outcome
 from sentinelle.pbx.session import Session
 
 Route = Callable[[Session], Awaitable[None]]
@@ -20,4 +20,5 @@ Route = Callable[[Session], Awaitable[None]]
 ROUTES: dict[str, Route] = {
     channelvars.ROUTE_CHECK: check.route,
     channelvars.ROUTE_DISPOSITION: disposition.route,
+    channelvars.ROUTE_OUTCOME: outcome.route,
 }
