@@ -129,3 +129,14 @@ def test_serve_says_it_in_the_log_and_the_metrics(config_path, ari):
     text = log.read_text()
     assert '"level": "error"' in text.replace('"level":"error"', '"level": "error"'), text
     assert "ARI authentication failed" in text and "wrong-password" not in text
+
+
+def test_files_only_check_does_not_ask_asterisk(config_path, ari):
+    """The unit's ExecStartPre: wrong ARI credentials must not keep the guard
+    from starting (the running service reports them)."""
+    url = f"http://127.0.0.1:{ari.server_address[1]}/ari"
+    r = subprocess.run([EXE, "--config", str(with_ari(config_path, url, "wrong-password")),
+                        "serve", "--check-config", "--files-only"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "config ok" in r.stdout and ari.paths == []

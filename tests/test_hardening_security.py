@@ -324,7 +324,7 @@ def test_systemd_unit_runs_unprivileged_and_confined(tmp_path):
     assert "AF_PACKET" not in " ".join(unit["RestrictAddressFamilies"])
     assert not any("PASSWORD" in e.upper() for e in unit.get("Environment", [])), \
         "a secret in Environment= is readable by every user through systemctl show"
-    assert all(e.endswith(("serve", "serve --check-config")) for e in
+    assert all(e.endswith(("serve", "serve --check-config --files-only")) for e in
                unit["ExecStart"] + unit["ExecStartPre"])
     local = tmp_path / "sentinelle.service"
     local.write_text(UNIT.read_text().replace("/opt/sentinelle/venv/bin/sentinelle",

@@ -29,8 +29,11 @@ from sentinelle.store import StoreError
 @click.option("--at", "at", type=INSTANT,
               help="Freeze the clock at this instant (demos and end-to-end tests only).")
 @click.option("--check-config", is_flag=True, help="Validate the config and exit.")
+@click.option("--files-only", is_flag=True,
+              help="With --check-config: do not ask the live Asterisk (ARI credentials).")
 @click.pass_obj
-def serve_cmd(ctx: Ctx, listen: str | None, at: datetime | None, check_config: bool) -> None:
+def serve_cmd(ctx: Ctx, listen: str | None, at: datetime | None, check_config: bool,
+              files_only: bool) -> None:
     """Run the FastAGI service (route `check`) for Asterisk."""
     import asyncio
     import dataclasses
@@ -47,7 +50,8 @@ def serve_cmd(ctx: Ctx, listen: str | None, at: datetime | None, check_config: b
     if check_config:
         for warning in check_asterisk_dir(Path(config.server.asterisk_etc)):
             click.echo(f"warning: {warning}", err=True)
-        _check_ari(config)
+        if not files_only:
+            _check_ari(config)
         click.echo(f"config ok: {config.source} ({len(config.campaigns)} campaign(s), "
                    f"store {config.store.where}, listen {config.server.listen})")
         return
