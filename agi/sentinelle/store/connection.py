@@ -203,15 +203,7 @@ class SqliteDatabase(Database):
             self.close()
             raise
         if not memory:
-            try:
-                st = stat_store(self.path)
-            except StoreError:
-                self.close()
-                raise
-            if st is None:
-                self.close()
-                raise StoreError(f"store file disappeared: {self.path}")
-            self._identity = (st.st_dev, st.st_ino)
+            self._identity = self._file_identity()
             try:
                 self._files = wholeness.opened(self)
             except StoreError:
@@ -262,22 +254,26 @@ class SqliteDatabase(Database):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _file_identity(self) -> tuple[int, int]:
+        """(device, inode) of the file at the store's path now; StoreError
+        (and the connection closed) when it cannot be seen or is gone."""
+        try:
+            st = stat_store(self.path)
+        except StoreError:
+            self.close()
+            raise
+        if st is None:
+            self.close()
+            raise StoreError(f"store file disappeared: {self.path}")
+        return st.st_dev, st.st_ino
+
     @property
     def conn(self) -> sqlite3.Connection:
         """Reconnect lazily after a fault, and refuse a file deleted or replaced
         under us (it would silently swallow records)."""
-        if self._identity is not None:
-            try:
-                st = stat_store(self.path)
-            except StoreError:
-                self.close()
-                raise
-            if st is None:
-                self.close()
-                raise StoreError(f"store file disappeared: {self.path}")
-            if (st.st_dev, st.st_ino) != self._identity:
-                self.close()
-                self._identity = None
+        if self._identity is not None and self._file_identity() != self._identity:
+            self.close()
+            self._identity = None
         if self._conn is not None and self._files is not None and self._wholeness is not None \
                 and not wholeness.check(self, self._wholeness, *self._files):
             self.drop()  # opened before a repair: reopened on the files at the paths
