@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from sentinelle.config import Config
 from sentinelle.core.clock import frozen
 from sentinelle.pbx.server import FastAgiServer
@@ -83,3 +85,36 @@ def test_errors_are_said_so_the_agent_hears_them(config, store, tmp_path):
     (down,) = session(gone, disposition("refused", attempt))
     assert down.variables["SENTINELLE_DISPOSITION"] == "ERROR"
     assert "store" in down.variables["SENTINELLE_REASON"]
+
+
+@pytest.mark.sqlite_only
+def test_a_refusal_waits_for_a_store_locked_by_another_writer(config, store):
+    """The server first tries store work inline without waiting; a refusal
+    that meets another writer's lock there (the ARI listener filing an
+    outcome, an import) must wait its turn in the store thread, not be
+    answered ERROR and lost."""
+    import sqlite3
+    import threading
+
+    attempt = allowed_attempt(config, store)
+
+    async def scenario():
+        sc = dataclasses.replace(config.server, listen="127.0.0.1:0")
+        srv = FastAgiServer(dataclasses.replace(config, server=sc), frozen(TUESDAY))
+        _, port = await srv.start()
+        try:
+            await call(port, headers_for("0699999999"))  # the store is open: inline next
+            holder = sqlite3.connect(config.store.path, isolation_level=None,
+                                     check_same_thread=False)
+            holder.execute("BEGIN IMMEDIATE")
+            threading.Timer(0.3, lambda: holder.execute("COMMIT")).start()
+            result = await call(port, disposition("refused", attempt))
+            holder.close()
+            return result, srv.worker_checks
+        finally:
+            await srv.stop()
+
+    result, worker = asyncio.run(scenario())
+    assert result.variables["SENTINELLE_DISPOSITION"] == "OK", result.variables
+    assert store.timeline("+33612345678")["refusals"]
+    assert worker >= 1  # it went through the store thread

@@ -23,7 +23,7 @@ from sentinelle.pbx import agi
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx.agi import ascii_safe
 from sentinelle.pbx.session import Session
-from sentinelle.store import Backend, StoreError
+from sentinelle.store import Backend, StoreBusy, StoreError
 
 SOURCE = "fastagi"
 log = logging.getLogger("sentinelle.disposition")
@@ -47,7 +47,6 @@ def _record(config: Config, code: str, attempt: str, now: datetime, store: Backe
             error: str | None, may_wait: bool) -> tuple[str, str]:
     """(status, reason); never raises: an agent keying a refusal must hear
     whether it counted."""
-    del may_wait  # a disposition may wait for the lock, within the deadline
     if store is None:
         return agivars.DISPOSITION_ERROR, f"store unavailable: {error or 'unknown'}"
     if not attempt.isdigit():
@@ -57,6 +56,10 @@ def _record(config: Config, code: str, attempt: str, now: datetime, store: Backe
                                           source=SOURCE, at=now, now=now)
     except facts.FactError as exc:
         return agivars.DISPOSITION_ERROR, f"{exc.field}: {exc.message}"
+    except StoreBusy:
+        if not may_wait:
+            raise  # tried inline without waiting: the store thread retries, waiting its turn
+        return agivars.DISPOSITION_ERROR, "store error: locked past the request deadline"
     except StoreError as exc:
         return agivars.DISPOSITION_ERROR, f"store error: {exc}"
     new = result.refusal is not None and result.refusal.new

@@ -43,7 +43,7 @@ from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx.agi import ascii_safe
 from sentinelle.pbx.outcomes import outcome_of
 from sentinelle.pbx.session import Session
-from sentinelle.store import Backend, StoreError
+from sentinelle.store import Backend, StoreBusy, StoreError
 from sentinelle.store.values import from_ts
 
 log = logging.getLogger("sentinelle.outcome")
@@ -141,7 +141,6 @@ async def route(session: Session) -> None:
 def _record(attempt: str, fields: Mapping[str, str], now: datetime, store: Backend | None,
             error: str | None, may_wait: bool) -> tuple[str, str]:
     """(status, reason); never raises: the handler must be able to log why."""
-    del may_wait  # an outcome may wait for the lock, within the deadline
     if store is None:
         return agivars.OUTCOME_ERROR, f"store unavailable: {error or 'unknown'}"
     if not attempt.isdigit():
@@ -168,6 +167,10 @@ def _record(attempt: str, fields: Mapping[str, str], now: datetime, store: Backe
         store.record_outcome(attempt_id, outcome=outcome, answered_at=answered_at,
                              ended_at=ended_at, cause=cause,
                              cause_txt=CAUSE_TEXT.get(cause) if cause else None)
+    except StoreBusy:
+        if not may_wait:
+            raise  # tried inline without waiting: the store thread retries, waiting its turn
+        return agivars.OUTCOME_ERROR, "store error: locked past the request deadline"
     except StoreError as exc:
         return agivars.OUTCOME_ERROR, f"store error: {exc}"
     return outcome, "recorded"
