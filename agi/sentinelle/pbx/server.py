@@ -87,12 +87,16 @@ LISTEN_BACKLOG = 4096
 class FastAgiServer:
     def __init__(self, config: Config, clock: Callable[[], datetime],
                  on_decision: Callable[[Decision, float], None] | None = None,
-                 wal_autocheckpoint: int | None = None) -> None:
+                 wal_autocheckpoint: int | None = None,
+                 on_inflight: Callable[[int], None] | None = None) -> None:
         """`wal_autocheckpoint=0` when something else checkpoints the WAL
-        (`sentinelle serve` runs a Checkpointer): no checkpoint in a check."""
+        (`sentinelle serve` runs a Checkpointer): no checkpoint in a check.
+        `on_inflight` hears the number of connections being served each
+        time it changes (the metrics, which may live in another worker)."""
         self.config = config
         self.clock = clock
         self.on_decision = on_decision
+        self.on_inflight = on_inflight
         self.stats = Stats()
         self._networks = [ipaddress.ip_network(a, strict=False) for a in config.server.allow]
         # SQLite: one connection, one writer at a time, and checks fast enough
@@ -179,6 +183,8 @@ class FastAgiServer:
         task = asyncio.current_task()
         assert task is not None
         self._active.add(task)
+        if self.on_inflight is not None:
+            self.on_inflight(len(self._active))
         peer = (writer.get_extra_info("peername") or ("?",))[0]
         try:
             if not self._allowed_peer(peer):
@@ -199,6 +205,8 @@ class FastAgiServer:
             log.exception("unexpected error on FastAGI connection")
         finally:
             self._active.discard(task)
+            if self.on_inflight is not None:
+                self.on_inflight(len(self._active))
             self._waiting.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):

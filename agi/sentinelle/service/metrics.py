@@ -22,24 +22,23 @@ from datetime import datetime
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector
 
 from sentinelle import logs
 from sentinelle.config import Config
-from sentinelle.core.model import PARIS, Decision
+from sentinelle.core.model import PARIS
+from sentinelle.service.tallies import Tallies
 from sentinelle.store import StoreError, is_postgres, open_store
 from sentinelle.store.checkpoint import free_bytes, wal_bytes
 
 if TYPE_CHECKING:
     from sentinelle.pbx.listener import Listener
-    from sentinelle.pbx.server import FastAgiServer
 
 log = logging.getLogger("sentinelle.metrics")
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONSENT_HORIZON_DAYS = 30
 
 # Documented in README ("Metrics"); a test scrapes every one of them.
@@ -60,18 +59,16 @@ METRIC_NAMES = (
 
 
 class Metrics:
-    def __init__(self, config: Config, clock: Callable[[], datetime]) -> None:
+    """The metrics endpoint of one `serve` (its only or first worker).
+    Decisions, latency and requests in flight come from `tallies`, shared
+    with every worker when there are several."""
+
+    def __init__(self, config: Config, clock: Callable[[], datetime],
+                 tallies: Tallies | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.tallies = tallies if tallies is not None else Tallies(1)
         self.registry = CollectorRegistry()
-        self.decisions = Counter(
-            "sentinelle_decisions", "Decisions by verdict and blocking rule id (rule=\"\" on allow).",
-            ["verdict", "rule"], registry=self.registry)
-        self.latency = Histogram(
-            "sentinelle_check_seconds", "FastAGI check time, headers received to verdict ready.",
-            buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.inflight = Gauge("sentinelle_inflight_requests", "FastAGI connections being served.",
-                              registry=self.registry)
         self.ari_connected = Gauge("sentinelle_ari_connected",
                                    "1 while the ARI event stream is connected.",
                                    registry=self.registry)
@@ -82,17 +79,9 @@ class Metrics:
             "sentinelle_ari_auth_failed",
             "1 while Asterisk refuses the ARI credentials (HTTP 401/403): nothing is followed "
             "over ARI until they are fixed.", registry=self.registry)
+        self.registry.register(_TalliesCollector(self.tallies))
         self.registry.register(_StoreCollector(self))
         self._server: ThreadingHTTPServer | None = None
-
-    def observe(self, decision: Decision, elapsed_s: float) -> None:
-        self.latency.observe(elapsed_s)
-        verdict = decision.verdict.value
-        for rule in decision.rules or ("",):
-            self.decisions.labels(verdict=verdict, rule=rule).inc()
-
-    def bind_server(self, server: FastAgiServer) -> None:
-        self.inflight.set_function(lambda: len(server._active))
 
     def bind_listener(self, listener: Listener) -> None:
         self.ari_connected.set_function(lambda: 1.0 if listener.client.connected.is_set() else 0.0)
@@ -156,6 +145,28 @@ def _start_server(host: str, port: int, metrics: Metrics) -> ThreadingHTTPServer
     server = Server((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="sentinelle-metrics", daemon=True).start()
     return server
+
+
+class _TalliesCollector(Collector):
+    """Every worker's decisions, latency and requests in flight, added up."""
+
+    def __init__(self, tallies: Tallies) -> None:
+        self.tallies = tallies
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily | GaugeMetricFamily]:
+        decisions = CounterMetricFamily(
+            "sentinelle_decisions", "Decisions by verdict and blocking rule id (rule=\"\" on "
+            "allow), all workers.", labels=["verdict", "rule"])
+        for verdict, rule, count in self.tallies.decisions():
+            decisions.add_metric([verdict, rule], count)
+        buckets, total = self.tallies.latency()
+        latency = HistogramMetricFamily(
+            "sentinelle_check_seconds", "FastAGI check time, headers received to verdict ready.",
+            buckets=buckets, sum_value=total)
+        inflight = GaugeMetricFamily("sentinelle_inflight_requests",
+                                     "FastAGI connections being served, all workers.",
+                                     value=self.tallies.inflight())
+        yield from (decisions, latency, inflight)
 
 
 class _StoreCollector(Collector):

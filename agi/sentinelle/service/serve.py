@@ -23,6 +23,7 @@ from sentinelle.store import Checkpointer, StoreError, is_postgres, open_store
 if TYPE_CHECKING:
     from sentinelle.http.server import HttpServer
     from sentinelle.pbx.listener import Listener
+    from sentinelle.service.tallies import Tallies
 
 log = logging.getLogger("sentinelle.service")
 
@@ -53,10 +54,13 @@ def prepare_store(config: Config) -> None:
 
 
 async def run(config: Config, at: datetime | None = None,
-              ready: asyncio.Event | None = None, worker: int | None = None) -> None:
+              ready: asyncio.Event | None = None, worker: int | None = None,
+              tallies: Tallies | None = None) -> None:
     """`worker`: this process's index among `server.workers` (None: the only
     one, which prepares the store itself). Only the first worker runs the
-    ARI listener, the HTTP API and the metrics endpoint."""
+    ARI listener, the HTTP API and the metrics endpoint; every worker counts
+    its decisions in `tallies`, shared by the workers, which that endpoint
+    reads."""
     validate_for_serving(config)
     sc = config.store
     if worker is None:
@@ -65,10 +69,14 @@ async def run(config: Config, at: datetime | None = None,
     first = worker in (None, 0)
     clock = frozen(at) if at else system_clock
     metrics = None
+    if config.metrics.listen and tallies is None:
+        from sentinelle.service.tallies import Tallies
+
+        tallies = Tallies(1)
     if config.metrics.listen and first:
         from sentinelle.service.metrics import Metrics  # local: prometheus-client only when enabled
 
-        metrics = Metrics(config, clock)
+        metrics = Metrics(config, clock, tallies)
     # SQLite: the check connection never checkpoints (a checkpoint inside a
     # committing check was the p99); this thread does, on its own connection.
     # PostgreSQL checkpoints by itself.
@@ -76,8 +84,12 @@ async def run(config: Config, at: datetime | None = None,
         sc.path, interval_s=CHECKPOINT_INTERVAL_S, truncate_bytes=WAL_TRUNCATE_BYTES)
     if checkpointer is not None:
         checkpointer.start()
-    server = FastAgiServer(config, clock, on_decision=metrics.observe if metrics else None,
-                           wal_autocheckpoint=0)
+    row = worker or 0
+    counts = tallies  # a name mypy keeps narrowed inside the lambdas
+    server = FastAgiServer(
+        config, clock, wal_autocheckpoint=0,
+        on_decision=None if counts is None else lambda d, s: counts.observe(row, d, s),
+        on_inflight=None if counts is None else lambda n: counts.set_inflight(row, n))
     try:
         await server.start(reuse_port=worker is not None)
     except BaseException:
@@ -103,7 +115,6 @@ async def run(config: Config, at: datetime | None = None,
         http = HttpServer(config, clock, validate_http(config))
         await http.start()
     if metrics is not None:
-        metrics.bind_server(server)
         if listener is not None:
             metrics.bind_listener(listener)
         metrics.start()

@@ -10,7 +10,8 @@ The supervisor (this parent process) only forks, restarts a worker that
 died (after a pause that grows, so a crash loop cannot spin) and passes
 SIGTERM/SIGINT on, then waits for every worker's graceful stop. Worker 0
 also runs the ARI listener, the HTTP API and the metrics endpoint (they
-bind ports of their own); the metrics count worker 0's checks only.
+bind ports of their own); the metrics count every worker's checks, through
+tallies the supervisor shares with the workers before it forks them.
 """
 
 from __future__ import annotations
@@ -36,20 +37,24 @@ def supervise(config: Config, at: datetime | None = None) -> int:
     """Run `config.server.workers` serve processes until SIGTERM/SIGINT; the
     exit status is 0 after a requested stop."""
     from sentinelle.service.serve import prepare_store, run
+    from sentinelle.service.tallies import Tallies
 
     prepare_store(config)  # before forking: no pool or thread crosses a fork
+    tallies = Tallies(config.server.workers) if config.metrics.listen else None
     children: dict[int, int] = {}
     pauses: dict[int, float] = {}
     stopping = False
 
     def spawn(index: int) -> None:
+        if tallies is not None:  # a dead worker's requests died with it
+            tallies.set_inflight(index, 0)
         pid = os.fork()
         if pid == 0:  # the worker
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             code = 0
             try:
-                asyncio.run(run(config, at, worker=index))
+                asyncio.run(run(config, at, worker=index, tallies=tallies))
             except BaseException as exc:  # reported, then the process ends
                 logs.event(log, "worker failed", logging.ERROR, worker=index, error=str(exc))
                 code = 1
