@@ -291,19 +291,25 @@ class FastAgiServer:
         thread and back cost more than the check). If the store is locked, it
         gives up at once with nothing written (StoreBusy) and returns (False,
         None): the worker then waits for the lock, bounded by the request's
-        deadline, so a lock never blocks the loop."""
+        deadline, so a lock never blocks the loop. Whether the store met a
+        lock is read from the store itself (`busy_raised`), not from the
+        exception reaching here: a route that turns StoreBusy into an answer
+        ("not recorded") would otherwise have it sent without the wait."""
         if not self._conn_lock.acquire(blocking=False):
             return False, None
         try:
             store = self._store.peek(busy_timeout_ms=0)
             if store is None:
                 return False, None
+            busy_before = store.busy_raised
             try:
                 result = work(store, None, False)
             except StoreBusy:
                 return False, None
             finally:
                 self._store.heal()
+            if store.busy_raised != busy_before:
+                return False, None
             self.inline_checks += 1
             return True, result
         finally:

@@ -32,9 +32,11 @@ ANSWER_MIN_S = 1.0
 class StoreWork(Protocol[T_co]):
     """Work on the store for a route. `store` is None when the store cannot
     be opened, `error` then says why (the route fails closed with it).
-    `may_wait` is False on the event loop: the work must then raise
-    StoreBusy rather than wait for a lock, having written nothing, and it is
-    run again in the store thread where it may wait."""
+    `may_wait` is False on the event loop, where the store never waits for
+    a lock (busy timeout 0): work that met a lock there, whether it raised
+    StoreBusy or answered with it, is run again in the store thread, where
+    it may wait; it must have written nothing (a transaction that met the
+    lock wrote nothing)."""
 
     def __call__(self, store: Backend | None, error: str | None, may_wait: bool) -> T_co: ...
 

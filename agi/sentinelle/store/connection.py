@@ -319,6 +319,8 @@ class SqliteDatabase(Database):
         except sqlite3.Error as exc:
             self._drop_after(exc)
             kind = StoreBusy if is_busy(exc) else StoreError
+            if kind is StoreBusy:
+                self.busy_raised += 1
             raise kind(f"store error ({self.path}): {exc}") from exc
 
     def _drop_after(self, exc: sqlite3.Error) -> None:

@@ -56,6 +56,13 @@ class Database:
     #: whether `transaction(immediate=True)` already serialises every writer
     #: (SQLite's one write lock); if not, `lock_key` does it per key.
     serialises_writers: bool = True
+    #: how many times this connection met a lock it did not wait out
+    #: (StoreBusy raised), whatever the caller then did with the error: the
+    #: FastAGI server's no-wait try on the event loop reads it, so that
+    #: work which turned StoreBusy into an answer is still run again where
+    #: it may wait (a refusal must not be answered "not recorded" because
+    #: of a lock the store thread would have waited out).
+    busy_raised: int = 0
 
     def transaction(self, immediate: bool = True) -> AbstractContextManager[Tx]:
         raise NotImplementedError

@@ -56,9 +56,7 @@ def _record(config: Config, code: str, attempt: str, now: datetime, store: Backe
                                           source=SOURCE, at=now, now=now)
     except facts.FactError as exc:
         return agivars.DISPOSITION_ERROR, f"{exc.field}: {exc.message}"
-    except StoreBusy:
-        if not may_wait:
-            raise  # tried inline without waiting: the store thread retries, waiting its turn
+    except StoreBusy:  # inline (no wait), the server runs this again where it may wait
         return agivars.DISPOSITION_ERROR, "store error: locked past the request deadline"
     except StoreError as exc:
         return agivars.DISPOSITION_ERROR, f"store error: {exc}"

@@ -167,9 +167,7 @@ def _record(attempt: str, fields: Mapping[str, str], now: datetime, store: Backe
         store.record_outcome(attempt_id, outcome=outcome, answered_at=answered_at,
                              ended_at=ended_at, cause=cause,
                              cause_txt=CAUSE_TEXT.get(cause) if cause else None)
-    except StoreBusy:
-        if not may_wait:
-            raise  # tried inline without waiting: the store thread retries, waiting its turn
+    except StoreBusy:  # inline (no wait), the server runs this again where it may wait
         return agivars.OUTCOME_ERROR, "store error: locked past the request deadline"
     except StoreError as exc:
         return agivars.OUTCOME_ERROR, f"store error: {exc}"
