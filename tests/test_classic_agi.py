@@ -260,7 +260,8 @@ def _set_variables(output: bytes) -> list[tuple[str, str]]:
 
 def _records(path: str) -> dict[str, list[tuple[object, ...]]]:
     """Every row of every table, in insertion order; `decisions.source` is
-    left out, as it names the path on purpose."""
+    left out, as it names the path on purpose, and `refusals.recorded_at`,
+    the store's own clock when the row was written."""
     db = sqlite3.connect(path)
     try:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' "
@@ -268,7 +269,8 @@ def _records(path: str) -> dict[str, list[tuple[object, ...]]]:
         out = {}
         for table in tables:
             cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")
-                    if not (table == "decisions" and r[1] == "source")]
+                    if (table, r[1]) not in (("decisions", "source"),
+                                             ("refusals", "recorded_at"))]
             # names read from the test store's own schema, not input
             out[table] = db.execute(f"SELECT {', '.join(cols)} FROM {table} "  # noqa: S608
                                     "ORDER BY rowid").fetchall()
@@ -493,3 +495,93 @@ def test_an_unanswered_command_on_a_pipe_is_a_lost_dialogue(config, store, tmp_p
         os.close(w)
     assert "no answer to SET VARIABLE before the deadline" in capsys.readouterr().err
     assert (tmp_path / "out").read_text().count("SET VARIABLE") == 1
+
+
+# -- the disposition and outcome routes on the classic path ---------------------------
+
+def _routed(number_or_code: str, route: str, arg_2: str | None = None, **fields: str
+            ) -> dict[str, str]:
+    """Headers of `AGI(<dir>/<route>,...)`: the FastAGI test helper's, with
+    the route in the script's name as a classic AGI gets it."""
+    headers = headers_for(number_or_code, campaign=arg_2, script=route)
+    for n, (key, value) in enumerate(fields.items(), start=2):
+        headers[f"agi_arg_{n}"] = f"{key}={value}"
+    return headers
+
+
+ROUTED = [
+    (headers_for("0612345678"), {}),  # ALLOW: attempt 1
+    (headers_for("0611111111"), {}),  # ALLOW: attempt 2
+    (_routed("refused", "disposition", "1"), {}),
+    (_routed("refused", "disposition", "1"), {}),  # keyed twice: one refusal
+    (_routed("callback", "disposition", "2"), {}),
+    (_routed("refused", "disposition", "x"), {}),  # no attempt id: ERROR
+    (_routed("1", "outcome", checked="1000.250", current="1", dialstatus="ANSWER",
+             leg_cause="16", cause="16", answered_ms="5000", dialled_ms="9000",
+             ended="1012.750"), {}),
+    (_routed("2", "outcome", checked="1000.250", current="2", dialstatus="BUSY",
+             leg_cause="17", cause="17", answered_ms="", dialled_ms="2000",
+             ended="1002.500"), {}),
+    (_routed("999", "outcome", checked="1", current="999", dialstatus="ANSWER"), {}),
+]
+
+
+def _classic_session(headers: dict[str, str]) -> bytes:
+    """As Asterisk starts `<dir>/<route>`: agi_request is the script's path."""
+    h = {k: v for k, v in headers.items() if k not in ("agi_network", "agi_network_script")}
+    h["agi_request"] = f"/opt/sentinelle/agi/{headers['agi_network_script']}"
+    return ("".join(f"{k}: {v}\n" for k, v in h.items()) + "\n" + "200 result=1\n" * 5).encode()
+
+
+@pytest.mark.sqlite_only
+def test_classic_disposition_and_outcome_routes_answer_and_record_as_fastagi(config, tmp_path):
+    """With the shipped subroutines and SENTINELLE_AGI a directory, Asterisk
+    starts `<dir>/disposition` and `<dir>/outcome` too: the classic path
+    answers them as the FastAGI routes do and leaves the same rows, so a PBX
+    without the service records refusals and outcomes as well. Sources name
+    the path (`agi`, `fastagi`)."""
+    fast_cfg, classic_cfg = _two_stores(config, tmp_path)
+    fast = _fastagi(fast_cfg, ROUTED)
+    fast_vars = [[(m.group(1), m.group(2)) for c in r.commands
+                  if (m := re.fullmatch(r'SET VARIABLE (\S+) "(.*)"', c))] for r in fast]
+    by_classic = []
+    for i, (headers, _) in enumerate(ROUTED):
+        _, variables = _run_classic(classic_cfg, _classic_session(headers), tmp_path, f"r{i}")
+        by_classic.append(variables)
+    assert by_classic == fast_vars
+    status = [dict(v).get("SENTINELLE_DISPOSITION") or dict(v).get("SENTINELLE_OUTCOME")
+              for v in by_classic[2:]]
+    assert status == ["OK", "OK", "OK", "ERROR", "answered", "busy", "ERROR"]
+
+    def same_path(rows: dict[str, list[tuple[object, ...]]]) -> dict[str, list[tuple[object, ...]]]:
+        return {t: [tuple(c.replace("fastagi", "agi") if isinstance(c, str) else c for c in r)
+                    for r in rs] for t, rs in rows.items()}
+
+    classic_rows = _records(str(tmp_path / "classic.db"))
+    assert classic_rows == same_path(_records(str(tmp_path / "fast.db")))
+    assert len(classic_rows["refusals"]) == 1
+    db = sqlite3.connect(tmp_path / "classic.db")
+    try:
+        assert db.execute("SELECT source FROM refusals").fetchone()[0].startswith("agi ")
+        assert db.execute("SELECT outcome FROM attempts ORDER BY id").fetchall() == [
+            ("answered",), ("busy",)]
+    finally:
+        db.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_check_loads_neither_the_disposition_nor_the_outcome_code(config_path, store):
+    """A check is the call's post-dial delay: the two other routes' code is
+    loaded only by the processes that run them."""
+    probe = ("import sys\n"
+             "from sentinelle.pbx.stdio import main\n"
+             "rc = main()\n"
+             "print('LOADED', file=sys.stderr, *[sorted(m for m in sys.modules if m in "
+             "('sentinelle.pbx.dispositions', 'sentinelle.pbx.outcomes', 'sentinelle.facts'))])\n"
+             "sys.exit(rc)\n")
+    env = {"SENTINELLE_CONFIG": str(config_path), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-c", probe], input=_session(), capture_output=True,
+                       text=True, timeout=60, env=env, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"' in r.stdout
+    assert "LOADED []" in r.stderr

@@ -6,6 +6,7 @@ reaches it, and the store holds the decisions with `source=agi`."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -31,6 +32,10 @@ def _classic(pbx: Pbx, service: Service) -> None:
                       f"exec /usr/sbin/chroot /run/sentinelle/host /usr/bin/env -i {exe} "
                       f"--config {service.config} agi --at {FROZEN} \"$@\"\n")
     script.chmod(0o755)
+    # The shipped subroutines call <dir>/disposition and <dir>/outcome too:
+    # the same program, which takes its route from the script's name.
+    for route in ("disposition", "outcome"):
+        (script.parent / route).symlink_to("check")
     pbx.set_global("SENTINELLE_AGI", "/run/sentinelle/classic")
 
 
@@ -53,3 +58,24 @@ def test_classic_agi_allows_and_blocks_through_asterisk(service: Service) -> Non
         db.close()
     assert rows == [("agi", "allow", "", 1), ("agi", "block", "R-11", 0),
                     ("agi", "block", "R-40", 0)]
+
+
+def test_classic_agi_records_the_refusal_and_the_outcome_without_a_service(service: Service
+                                                                           ) -> None:
+    """No `sentinelle serve` at all: the agent's `*9` runs <dir>/disposition
+    and the hangup handler <dir>/outcome, both the classic AGI, and the
+    store holds the refusal on the call's attempt and the call's outcome."""
+    service.consent(NUMBER)
+    with Pbx(agi_url=service.agi_url, campaign="promo", host_root=True) as pbx:
+        _classic(pbx, service)
+        with pbx.carrier(response=200):
+            r = pbx.call(NUMBER, send_dtmf="*9", hold_ms=800)
+            assert r.status == 200
+        log = pbx.messages_log.read_text(errors="replace")
+    assert "NOT recorded" not in log
+    timeline = json.loads(service.cli("history", NUMBER, "--json").stdout)
+    (attempt,) = timeline["attempts"]
+    (refusal,) = timeline["refusals"]
+    assert (refusal["source"], refusal["attempt_id"]) == ("agi disposition:refused", attempt["id"])
+    assert attempt["outcome"] == "answered"
+    assert service.check_json(NUMBER)["verdict"] == "block"  # R-31 now

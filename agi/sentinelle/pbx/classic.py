@@ -19,6 +19,19 @@ the result lines (`wire`), `guard.check` on the store with a lock wait
 bounded by the deadline, SYS-TIMEOUT when too little time is left,
 fail-closed on a missing or locked store. Decisions are logged with
 `source=agi`.
+
+The shipped subroutines call `${SENTINELLE_AGI}/check`, `/disposition` and
+`/outcome`: with SENTINELLE_AGI set to a directory holding the three names
+(links to `sentinelle-agi`), a PBX without the service runs them all, so
+refusals keyed by the agent and call outcomes are recorded there too, by the
+same functions as the FastAGI routes' (`dispositions`, `outcomes`). The
+route is the last part of the script's path (`agi_request`); any other name,
+`sentinelle-agi` itself included, is a check.
+
+Once the answer is written, the dialogue is closed before the store is: a
+WAL store's last connection checkpoints as it closes, and Asterisk, which
+waits for the end of the script's output before the dialplan goes on, need
+not wait for that.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import stat
 import sys
 import time
@@ -42,10 +56,12 @@ from sentinelle.guard import Request, check, fault
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx import holiday_cache, wire
 from sentinelle.pbx.verdict import answer_values, build_request
-from sentinelle.store import StoreError
+from sentinelle.store import Backend, StoreError
 from sentinelle.store.handle import StoreHandle
 
 log = logging.getLogger("sentinelle.agi")
+
+SOURCE = "agi"  # what a refusal keyed through this path is recorded with
 
 EXIT_OK, EXIT_USAGE = 0, 2
 # As on the FastAGI worker: no store work starts this close to the deadline
@@ -123,6 +139,23 @@ class StdioChannel:
             else:
                 self._eof = True
 
+    def finish(self) -> None:
+        """End the dialogue: Asterisk sees the end of our output and the
+        dialplan goes on, while this process tidies up. The descriptor is
+        pointed at /dev/null rather than closed, so that nothing at exit
+        writes to or closes a descriptor that is gone; a regular file
+        (a replayed session) is left alone. A SIGHUP from Asterisk (it may
+        send one once the script's output ended) must not cut the tidying
+        short."""
+        if not stat.S_ISFIFO(os.fstat(self.fd_out).st_mode):
+            return
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, self.fd_out)
+        finally:
+            os.close(null)
+
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
@@ -199,9 +232,14 @@ def decide(config: Config, handle: StoreHandle, request: Request, deadline: floa
     return check(config, store, request, store_error=error, busy_raises=False)
 
 
+def route_name(headers: dict[str, str]) -> str:
+    """The route asked for: the last part of the script's path."""
+    return headers.get(wire.REQUEST, "").rstrip("/").rpartition("/")[2].strip()
+
+
 def session(config: Config, clock: Callable[[], datetime], channel: StdioChannel,
             stats: Stats) -> None:
-    """One check: headers, campaign, decision, answer (VERDICT last)."""
+    """One dialogue: headers, then the route the script's name asks for."""
     started = time.monotonic()
     try:
         headers = channel.read_headers(started + config.server.header_timeout_s)
@@ -214,22 +252,83 @@ def session(config: Config, clock: Callable[[], datetime], channel: StdioChannel
     stats.connections += 1
     started = time.monotonic()
     deadline = started + config.server.request_timeout_s
+    # Closed after the answer and the end of the dialogue, not before:
+    # closing the last connection to a WAL store checkpoints it.
+    handle = StoreHandle(config.store)
+    try:
+        name = route_name(headers)
+        if name == agivars.ROUTE_DISPOSITION:
+            values = _disposition(config, clock, channel, headers, handle, deadline)
+        elif name == agivars.ROUTE_OUTCOME:
+            values = _outcome(config, clock, headers, handle, deadline)
+        else:
+            decision = _check(config, clock, channel, headers, handle, deadline)
+            stats.decisions[decision.verdict.value] += 1
+            values = answer_values(decision)
+        answer_by = time.monotonic() + max(ANSWER_MIN_S, deadline - time.monotonic())
+        for var, value in values:
+            channel.command(wire.set_variable(var, value), answer_by)
+        channel.finish()
+    finally:
+        handle.close()
+
+
+def _check(config: Config, clock: Callable[[], datetime], channel: StdioChannel,
+           headers: dict[str, str], handle: StoreHandle, deadline: float) -> Decision:
     campaign = headers.get(wire.ARG_2, "").strip()
     if not campaign:
         campaign = wire.variable_value(channel.command(f"GET VARIABLE {agivars.CAMPAIGN}",
                                                        deadline))
     request = build_request(headers, campaign, clock(), "agi")
-    # Closed after the answer, not before: closing the last connection to a
-    # WAL store checkpoints it, which the call need not wait for.
-    handle = StoreHandle(config.store)
+    return decide(config, handle, request, deadline)
+
+
+def _store(config: Config, handle: StoreHandle,
+           deadline: float) -> tuple[Backend | None, str | None]:
+    """(store, None), or (None, why) as the FastAGI routes get it."""
+    left_ms = int((deadline - time.monotonic() - MARGIN_S) * 1000)
+    if left_ms <= 0:
+        return None, "request deadline reached"
     try:
-        decision = decide(config, handle, request, deadline)
-        stats.decisions[decision.verdict.value] += 1
-        answer_by = time.monotonic() + max(ANSWER_MIN_S, deadline - time.monotonic())
-        for name, value in answer_values(decision):
-            channel.command(wire.set_variable(name, value), answer_by)
-    finally:
-        handle.close()
+        return handle.get(min(left_ms, config.store.busy_timeout_ms)), None
+    except StoreError as exc:
+        return None, str(exc)
+
+
+def _disposition(config: Config, clock: Callable[[], datetime], channel: StdioChannel,
+                 headers: dict[str, str], handle: StoreHandle,
+                 deadline: float) -> list[tuple[str, str]]:
+    """AGI(.../disposition,CODE,ATTEMPT): as the FastAGI route. (Imported
+    here: a check, the call's post-dial delay, does not load it.)"""
+    from sentinelle.pbx import dispositions
+
+    code = headers.get(wire.ARG_1, "").strip()
+    attempt = headers.get(wire.ARG_2, "").strip()
+    if not attempt:
+        attempt = wire.variable_value(channel.command(f"GET VARIABLE {agivars.ATTEMPT}",
+                                                      deadline)) or ""
+    store, error = _store(config, handle, deadline)
+    status, reason = dispositions.record(config, code, attempt, clock(), store, error,
+                                         source=SOURCE)
+    logs.event(log, "disposition", logging.INFO if status == agivars.DISPOSITION_OK
+               else logging.WARNING, code=wire.ascii_safe(code, 32), attempt=attempt,
+               status=status, reason=reason, channel=headers.get(wire.CHANNEL, ""))
+    return dispositions.answer_values(status, reason)
+
+
+def _outcome(config: Config, clock: Callable[[], datetime], headers: dict[str, str],
+             handle: StoreHandle, deadline: float) -> list[tuple[str, str]]:
+    """AGI(.../outcome,ATTEMPT,key=value...) from the hangup handler: as the
+    FastAGI route."""
+    from sentinelle.pbx import outcomes
+
+    attempt, fields = outcomes.arguments(headers)
+    store, error = _store(config, handle, deadline)
+    status, reason = outcomes.record(attempt, fields, clock(), store, error)
+    if status == agivars.OUTCOME_ERROR:
+        logs.event(log, "outcome not recorded", logging.WARNING, attempt=attempt, reason=reason,
+                   channel=headers.get(wire.CHANNEL, ""))
+    return outcomes.answer_values(status, reason)
 
 
 def run(config: Config, clock: Callable[[], datetime], stdin: IO[bytes] | None = None,

@@ -25,6 +25,7 @@ CALLINGPRES = "agi_callingpres"
 CHANNEL = "agi_channel"
 UNIQUEID = "agi_uniqueid"
 NETWORK_SCRIPT = "agi_network_script"  # the FastAGI route: agi://host:port/<script>
+REQUEST = "agi_request"  # the classic AGI: the script's path, /dir/<route> (see pbx.classic)
 HEADER_PREFIX = "agi_"
 
 MAX_HEADER_BYTES = 16 * 1024

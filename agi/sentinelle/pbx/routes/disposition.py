@@ -16,14 +16,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
-from sentinelle import facts, logs
+from sentinelle import logs
 from sentinelle.config import Config
-from sentinelle.pbx import agi
+from sentinelle.pbx import agi, dispositions
 from sentinelle.pbx import channelvars as agivars
 from sentinelle.pbx.agi import ascii_safe
-from sentinelle.pbx.session import Session
-from sentinelle.store import Backend, StoreBusy, StoreError
+from sentinelle.store import Backend
+
+if TYPE_CHECKING:
+    from sentinelle.pbx.session import Session
 
 SOURCE = "fastagi"
 log = logging.getLogger("sentinelle.disposition")
@@ -45,26 +48,11 @@ async def route(session: Session) -> None:
 
 def _record(config: Config, code: str, attempt: str, now: datetime, store: Backend | None,
             error: str | None, may_wait: bool) -> tuple[str, str]:
-    """(status, reason); never raises: an agent keying a refusal must hear
-    whether it counted."""
-    if store is None:
-        return agivars.DISPOSITION_ERROR, f"store unavailable: {error or 'unknown'}"
-    if not attempt.isdigit():
-        return agivars.DISPOSITION_ERROR, "no attempt id on this channel (was the check run?)"
-    try:
-        result = facts.record_disposition(store, config, code=code, attempt_id=int(attempt),
-                                          source=SOURCE, at=now, now=now)
-    except facts.FactError as exc:
-        return agivars.DISPOSITION_ERROR, f"{exc.field}: {exc.message}"
-    except StoreBusy:  # inline (no wait), the server runs this again where it may wait
-        return agivars.DISPOSITION_ERROR, "store error: locked past the request deadline"
-    except StoreError as exc:
-        return agivars.DISPOSITION_ERROR, f"store error: {exc}"
-    new = result.refusal is not None and result.refusal.new
-    return agivars.DISPOSITION_OK, f"{result.code.value} {'recorded' if new else 'kept'}"
+    """`may_wait` is the server's business: work that met a lock without
+    waiting is run again where it may wait."""
+    return dispositions.record(config, code, attempt, now, store, error, source=SOURCE)
 
 
 async def _answer(session: Session, status: str, reason: str) -> None:
-    """REASON first, the status last: a cut connection never leaves OK alone."""
-    await session.agi.set_variable(agivars.REASON, ascii_safe(reason))
-    await session.agi.set_variable(agivars.DISPOSITION, status)
+    for name, value in dispositions.answer_values(status, reason):
+        await session.agi.set_variable(name, value)
