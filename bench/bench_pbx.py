@@ -343,6 +343,13 @@ class Classic:
                           f"exec /usr/sbin/chroot /run/sentinelle/host /usr/bin/env -i {path}"
                           f"SENTINELLE_CONFIG={setup.config} {PYTHON} {program} \"$@\"\n")
         script.chmod(0o755)
+        # As shipped (README): the hangup handler's <dir>/outcome is the same
+        # program, so the classic path's cost per call includes reporting the
+        # outcome, as it does on a PBX without the service.
+        for route in ("disposition", "outcome"):
+            link = script.parent / route
+            if not link.exists():
+                link.symlink_to("check")
 
     def cpu_s(self) -> float:
         assert self.pbx.proc is not None
