@@ -14,7 +14,11 @@ both backends (N opposed numbers in a Bloctel snapshot, M attempts over the
    (COPY on PostgreSQL): numbers/s per backend;
 3. `sentinelle serve` through FastAGI at 20 and 100 calls in flight:
    SQLite with 1 worker, PostgreSQL with 1, 2 and 4 workers (checks/s, p50,
-   p99), beside a no-op FastAGI responder measured in the same run.
+   p99), beside a no-op FastAGI responder measured in the same run, with
+   the CPU each check cost the service (all its workers), PostgreSQL (every
+   process of the cluster) and the load generator: their sum bounds what
+   the machine's cores can do whatever the number of workers
+   (`ceiling_checks_per_s` = cores / CPU-seconds per check).
 
 Sizes: --small 200,000 numbers / 100,000 attempts; full 10,000,000 /
 5,000,000 (the issue's). The machine is shared and noisy: read the ratios.
@@ -132,6 +136,47 @@ def in_process(config_path: Path, checks: int, callees: int) -> dict[str, Any]:
     return percentiles(lat)
 
 
+def _cpu(pids: list[int]) -> dict[int, float]:
+    """pid -> user + system CPU seconds, with the CPU of the children each
+    has reaped (a PostgreSQL backend that ended), for the processes alive."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _processes(*, session: int | None = None, under: str | None = None) -> list[int]:
+    """Pids in a session (the serve and its workers), or a PostgreSQL
+    cluster's: the postmaster (its command line names the data directory)
+    and its children (backends, checkpointer, WAL writer...)."""
+    out: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if session is not None and os.getsid(pid) == session:
+                out.append(pid)
+            elif under is not None and under in (entry / "cmdline").read_bytes().decode(
+                    errors="replace"):
+                out.append(pid)
+                out += [int(c) for c in (entry / "task" / entry.name / "children").read_text()
+                        .split()]
+        except OSError:
+            continue
+    return sorted(set(out))
+
+
+def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two samples; a process born in between
+    counts from zero."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 class Serve:
     def __init__(self, config_path: Path, port: int, noop: bool = False) -> None:
         self.port = port
@@ -160,16 +205,33 @@ class Serve:
 
 
 def fastagi(config_path: Path, port: int, callees: int, seconds: float,
-            noop: bool = False) -> dict[int, dict[str, Any]]:
+            noop: bool = False, pg_data: str | None = None) -> dict[int, dict[str, Any]]:
     rnd = random.Random(5)
     pairs = [("0" + callee(rnd.randrange(callees))[3:], "promo") for _ in range(5000)]
     out = {}
     serve = Serve(config_path, port, noop)
+    cores = os.cpu_count() or 1
     try:
         for conc in (20, 100):
+            def sample() -> tuple[dict[int, float], dict[int, float]]:
+                return (_cpu(_processes(session=serve.proc.pid)),
+                        _cpu(_processes(under=pg_data)) if pg_data else {})
+
+            before = sample()
             r = asyncio.run(fastagi_load(port, pairs, conc, seconds))
+            after = sample()
+            checks = max(r["checks"], 1)
+            cpu_ms = {"service": 1000 * _cpu_spent(before[0], after[0]) / checks,
+                      "postgresql": 1000 * _cpu_spent(before[1], after[1]) / checks,
+                      "client": 1000 * r["client_cpu_s"] / checks}
+            total = sum(cpu_ms.values())
             out[conc] = {"checks_per_s": r["checks_per_s"], "latency": r["latency"],
-                         "errors": r["errors"]}
+                         "errors": r["errors"],
+                         "cpu_ms_per_check": {k: round(v, 3) for k, v in cpu_ms.items()},
+                         "ceiling_checks_per_s": round(cores * 1000 / total) if total else None,
+                         "ceiling_without_client": round(
+                             cores * 1000 / (total - cpu_ms["client"]))
+                         if total > cpu_ms["client"] else None}
     finally:
         serve.stop()
     return out
@@ -206,13 +268,19 @@ def main() -> None:
         runs["sqlite-1"] = fastagi(cfg, port, callees, args.seconds)
         for workers in (1, 2, 4):
             cfg, port = write_config(work, f"pg-{workers}", url, workers)
-            runs[f"postgresql-{workers}"] = fastagi(cfg, port, callees, args.seconds)
+            runs[f"postgresql-{workers}"] = fastagi(cfg, port, callees, args.seconds,
+                                                    pg_data=str(pg_base / "data"))
         results["fastagi"] = runs
         for name, by_conc in runs.items():
             for conc, r in by_conc.items():
                 lat = r["latency"] or {"p50_ms": 0, "p99_ms": 0}
+                cpu = r["cpu_ms_per_check"]
                 print(f"fastagi {name:>14} @{conc:>3}: {r['checks_per_s']:>8.1f} checks/s"
-                      f"  p50 {lat['p50_ms']:.2f}  p99 {lat['p99_ms']:.2f} ms  {r['errors']}")
+                      f"  p50 {lat['p50_ms']:.2f}  p99 {lat['p99_ms']:.2f} ms  {r['errors']}"
+                      f"  CPU/check: service {cpu['service']:.2f} + PostgreSQL "
+                      f"{cpu['postgresql']:.2f} + client {cpu['client']:.2f} ms"
+                      f" -> ceiling {r['ceiling_checks_per_s']}/s"
+                      f" ({r['ceiling_without_client']}/s without the client)")
     finally:
         cluster.stop(pg_base)
         shutil.rmtree(work, ignore_errors=True)
