@@ -374,12 +374,25 @@ def test_listen_command(ari_config: Config, tmp_path: Path) -> None:
     res = subprocess.run([exe, "--config", str(config), "listen", "--check-config"],
                          capture_output=True, text=True, timeout=30, check=False)
     assert res.returncode == 0, res.stderr
+    import threading
+
     proc = subprocess.Popen([exe, "--config", str(config), "listen"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    time.sleep(2.5)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    # Stopped once it has said it keeps retrying (a loaded machine may take
+    # seconds to start it), not after a fixed time.
+    deadline = time.monotonic() + 30
+    while not any("ARI unreachable" in line for line in lines) and time.monotonic() < deadline:
+        assert proc.poll() is None, "".join(lines)
+        time.sleep(0.05)
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=10)
+    proc.wait(timeout=10)
+    reader.join(10)
+    out = "".join(lines)
     assert proc.returncode == 0
     assert "ARI unreachable" in out and "ARI client stopped" in out
     assert PASSWORD not in out
