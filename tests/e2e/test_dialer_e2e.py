@@ -19,10 +19,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +29,8 @@ import pytest
 
 from tests.e2e.conftest import Service
 from tests.e2e.test_outcome_handler_e2e import ari_section, listener_connected, wait_until
-from tests.pbx import Pbx, free_ports
-from tests.pbx.pbx import DIALPLAN_DIR, LOOPBACK, PbxError, _sipp_cmd, parse_sipp_log
+from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports
+from tests.pbx.pbx import DIALPLAN_DIR, PbxError
 
 CONSENT_AT = "2026-11-01T10:00:00+01:00"
 LATER = "2026-12-01T11:00:00+01:00"  # the service runs at 10:30 (tests.helpers FROZEN)
@@ -73,18 +71,6 @@ exten => s,1,Return()
 """
 
 
-def agent_endpoints(ports: dict[str, int]) -> str:
-    """Queue members: agent phones reachable at a fixed contact (SIPp UAS)."""
-    return "".join(f"""
-[{name}](agent-tpl)
-aors = {name}
-
-[{name}]
-type = aor
-contact = sip:{name}@{LOOPBACK}:{port}
-""" for name, port in ports.items())
-
-
 class DialerPbx(Pbx):
     """The harness's Asterisk plus app_queue, the queue, its agents and the
     repository's dialplan/extensions_dialer.conf (as shipped)."""
@@ -103,7 +89,7 @@ class DialerPbx(Pbx):
         # Asterisk would otherwise re-INVITE the callee with the agent's
         # identity (a connected-line update through the Local channel).
         configs["pjsip.conf"] = configs["pjsip.conf"].replace(
-            trunk, trunk + "send_connected_line = no\n") + agent_endpoints(self.agent_ports)
+            trunk, trunk + "send_connected_line = no\n") + fixed_contact_endpoints(self.agent_ports)
         configs["queues.conf"] = QUEUES
         # README "Dialer topology": the attempt in every ARI channel snapshot,
         # so the listener knows the queue agent's channel.
@@ -116,103 +102,6 @@ class DialerPbx(Pbx):
     def write_config(self) -> None:
         super().write_config()
         shutil.copy(DIALPLAN_DIR / "extensions_dialer.conf", self.etc_dir / "extensions_dialer.conf")
-
-
-def agent_scenario(dtmf: str, after_ms: int) -> str:
-    """An agent's phone: answer, key `dtmf` by SIP INFO `after_ms` later,
-    then stay until the call is hung up."""
-    infos = "".join(f"""  <pause milliseconds="{after_ms if i == 0 else 200}"/>
-  <send retrans="500">
-    <![CDATA[
-INFO [$rcontact] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: [$rto];tag=[pid]SIPpTag01[call_number]
-To: [$rfrom]
-[last_Call-ID:]
-CSeq: {i + 1} INFO
-Max-Forwards: 70
-Content-Type: application/dtmf-relay
-Content-Length: [len]
-
-Signal={digit}
-Duration=160
-    ]]>
-  </send>
-  <recv response="200"/>
-""" for i, digit in enumerate(dtmf))
-    ok = """    <![CDATA[
-SIP/2.0 {code}
-[last_Via:]
-[last_From:]
-[last_To:]{tag}
-[last_Call-ID:]
-[last_CSeq:]
-{extra}Content-Length: {length}
-{body}
-    ]]>"""
-    sdp = """
-v=0
-o=- 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 8
-a=rtpmap:0 PCMU/8000
-a=rtpmap:8 PCMA/8000
-a=sendrecv"""
-    answer = ok.format(code="200 OK", tag=";tag=[pid]SIPpTag01[call_number]",
-                       extra="Contact: <sip:agent@[local_ip]:[local_port];transport=[transport]>\n"
-                             "Content-Type: application/sdp\n", length="[len]", body=sdp)
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="sentinelle queue agent">
-  <recv request="INVITE" crlf="true">
-    <action>
-      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="rfrom"/>
-      <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="rto"/>
-      <ereg regexp="sips?:[^>;]*" search_in="hdr" header="Contact:" check_it="true"
-            assign_to="rcontact"/>
-    </action>
-  </recv>
-  <send retrans="500">
-{answer}
-  </send>
-  <recv request="ACK"/>
-{infos}  <recv request="BYE" timeout="60000"/>
-  <send>
-{ok.format(code="200 OK", tag="", extra="", length="0", body="")}
-  </send>
-</scenario>
-"""
-
-
-class AgentPhone:
-    """One queue agent's phone: a SIPp UAS on its own port, one call."""
-
-    def __init__(self, pbx: Pbx, name: str, port: int, dtmf: str) -> None:
-        self.name, self.port = name, port
-        self.scenario = pbx.sipp_dir / f"{name}.xml"
-        self.log = pbx.sipp_dir / f"{name}.msg.log"
-        self.scenario.write_text(agent_scenario(dtmf, after_ms=1500))
-        with (pbx.sipp_dir / f"{name}.out").open("wb") as out:
-            self.proc = subprocess.Popen(
-                [*_sipp_cmd(self.scenario, self.log, None, port), "-m", "1"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-
-    def callees(self) -> list[str]:
-        """The callers (callees of the dialer) whose calls this phone received."""
-        froms = [m.headers.get("from", "") for m in parse_sipp_log(self.log)
-                 if m.direction == "received" and m.method == "INVITE"]
-        return sorted({m.group(1) for f in froms if (m := re.search(r"sip:([^@;>]+)@", f))})
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGUSR1)
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture

@@ -5,25 +5,31 @@ sys.path under pytest, which imports ``tests`` as a package).
 """
 
 from .pbx import (
+    AgentPhone,
     Ami,
     CallResult,
     Carrier,
     Pbx,
     PbxError,
     SipMessage,
+    agent_scenario,
     ensure_root,
+    fixed_contact_endpoints,
     free_ports,
     parse_sipp_log,
 )
 
 __all__ = [
+    "AgentPhone",
     "Ami",
     "CallResult",
     "Carrier",
     "Pbx",
     "PbxError",
     "SipMessage",
+    "agent_scenario",
     "ensure_root",
+    "fixed_contact_endpoints",
     "free_ports",
     "parse_sipp_log",
 ]

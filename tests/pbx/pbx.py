@@ -662,6 +662,164 @@ def _sipp_cmd(scenario: Path, log: Path, remote: str | None, local_port: int | N
 
 
 # --------------------------------------------------------------------------
+# agents' phones that are called (SIPp UAS): queue members, conference seats,
+# transfer targets
+
+
+def fixed_contact_endpoints(ports: dict[str, int], context: str | None = None) -> str:
+    """pjsip.conf endpoints (from agent-tpl) that Asterisk can call: each a
+    SIPp UAS at a fixed loopback port. `context`: where their own calls go."""
+    ctx = f"context = {context}\n" if context else ""
+    return "".join(f"""
+[{name}](agent-tpl)
+aors = {name}
+{ctx}
+[{name}]
+type = aor
+contact = sip:{name}@{LOOPBACK}:{port}
+""" for name, port in ports.items())
+
+
+_AGENT_REPLY = """    <![CDATA[
+SIP/2.0 {code}
+[last_Via:]
+[last_From:]
+[last_To:]{tag}
+[last_Call-ID:]
+[last_CSeq:]
+{extra}Content-Length: {length}
+{body}
+    ]]>"""
+
+_AGENT_SDP = """
+v=0
+o=- 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 8
+a=rtpmap:0 PCMU/8000
+a=rtpmap:8 PCMA/8000
+a=sendrecv"""
+
+
+def agent_scenario(dtmf: str | Iterable[str], after_ms: int = 1500, on_notify: bool = False) -> str:
+    """An agent's phone that is called: answer, key DTMF by SIP INFO, then
+    stay until the call is hung up.
+
+    dtmf: the keys (one string), or several groups of keys.
+    on_notify=False: the first group `after_ms` after the answer (a queue
+        member, rung once the callee is there).
+    on_notify=True: each group only once an in-dialog NOTIFY arrived (see
+        :meth:`Pbx.notify_channel`): an agent who waits in a conference room
+        keys when the test knows the callee is there, not after a guessed
+        delay that a loaded machine would break.
+    """
+    groups = [dtmf] if isinstance(dtmf, str) else list(dtmf)
+    cseq = 0
+    steps = []
+    for n, group in enumerate(groups):
+        if on_notify:
+            steps.append(f"""  <recv request="NOTIFY" timeout="120000"/>
+  <send>
+{_AGENT_REPLY.format(code="200 OK", tag="", extra="", length="0", body="")}
+  </send>
+""")
+        for i, digit in enumerate(group):
+            cseq += 1
+            pause = after_ms if i == 0 and n == 0 and not on_notify else 200
+            steps.append(f"""  <pause milliseconds="{pause}"/>
+  <send retrans="500">
+    <![CDATA[
+INFO [$rcontact] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$rto];tag=[pid]SIPpTag01[call_number]
+To: [$rfrom]
+[last_Call-ID:]
+CSeq: {cseq} INFO
+Max-Forwards: 70
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal={digit}
+Duration=160
+    ]]>
+  </send>
+  <recv response="200"/>
+""")
+    answer = _AGENT_REPLY.format(
+        code="200 OK", tag=";tag=[pid]SIPpTag01[call_number]",
+        extra="Contact: <sip:agent@[local_ip]:[local_port];transport=[transport]>\n"
+              "Content-Type: application/sdp\n", length="[len]", body=_AGENT_SDP)
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="sentinelle called agent">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="rfrom"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="rto"/>
+      <ereg regexp="sips?:[^>;]*" search_in="hdr" header="Contact:" check_it="true"
+            assign_to="rcontact"/>
+    </action>
+  </recv>
+  <send retrans="500">
+{answer}
+  </send>
+  <recv request="ACK"/>
+{"".join(steps)}  <recv request="BYE" timeout="120000"/>
+  <send>
+{_AGENT_REPLY.format(code="200 OK", tag="", extra="", length="0", body="")}
+  </send>
+</scenario>
+"""
+
+
+class AgentPhone:
+    """One agent's phone that Asterisk calls: a SIPp UAS on its own port, one
+    call (see :func:`agent_scenario` for the keys and when they are sent)."""
+
+    def __init__(self, pbx: Pbx, name: str, port: int, dtmf: str | Iterable[str],
+                 after_ms: int = 1500, on_notify: bool = False) -> None:
+        self.name, self.port = name, port
+        self.scenario = pbx.sipp_dir / f"{name}.xml"
+        self.log = pbx.sipp_dir / f"{name}.msg.log"
+        self.scenario.write_text(agent_scenario(dtmf, after_ms=after_ms, on_notify=on_notify))
+        with (pbx.sipp_dir / f"{name}.out").open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*_sipp_cmd(self.scenario, self.log, None, port), "-m", "1"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+    def callees(self) -> list[str]:
+        """The callers (callees of the dialer) whose calls this phone received."""
+        froms = [m.headers.get("from", "") for m in parse_sipp_log(self.log)
+                 if m.direction == "received" and m.method == "INVITE"]
+        return sorted({m.group(1) for f in froms if (m := re.search(r"sip:([^@;>]+)@", f))})
+
+    def received(self, method: str) -> int:
+        """How many `method` requests this phone received."""
+        return sum(1 for m in parse_sipp_log(self.log)
+                   if m.direction == "received" and m.method == method)
+
+    def sent_infos_answered(self) -> int:
+        """How many of its DTMF INFOs Asterisk acknowledged (200)."""
+        return sum(1 for m in parse_sipp_log(self.log)
+                   if m.direction == "received" and m.status == 200 and m.cseq_method == "INFO")
+
+    @property
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# --------------------------------------------------------------------------
 # carrier (SIPp UAS behind the trunk)
 
 
@@ -1366,6 +1524,13 @@ congestion = 440/250,0/250
         if campaign is not None:
             fields["Variable"] = f"campaign={campaign}"
         return self.ami.action("Originate", **fields)
+
+    def notify_channel(self, channel: str, event: str = "sentinelle-test") -> None:
+        """Send an in-dialog SIP NOTIFY to the phone behind a PJSIP channel:
+        the cue an :class:`AgentPhone` with on_notify=True waits for."""
+        resp = self.ami.action("PJSIPNotify", Channel=channel, Variable=f"Event={event}")
+        if resp.get("Response") != "Success":
+            raise PbxError(f"PJSIPNotify to {channel} failed: {resp}")
 
     def getvar(self, channel: str, name: str) -> str | None:
         """Read a channel variable (or a dialplan function) through AMI Getvar."""
