@@ -27,7 +27,9 @@ _VARIABLE = re.compile(r"(?<![A-Za-z0-9])_{0,2}(SENTINELLE_[A-Z0-9_]*[A-Z0-9])")
 _ROUTE = re.compile(r"AGI\((?:\$\{" + channelvars.AGI_URL + r"\}|h?agi://[^/,)]*)/([^,)]+)")
 _USEREVENT = re.compile(r"UserEvent\(([^,)]+)((?:,[^,)]*)*)\)")
 _VERDICT_TEST = re.compile(r'"\$\{' + channelvars.VERDICT + r'\}"\s*!?=\s*"([^"]*)"')
-_DISPOSITION = re.compile(r"Gosub\(sentinelle-disposition,s,1\(([^)]*)\)\)")
+# Both the features' subroutine and the conference one take the code first;
+# a subroutine passing its own ${ARG1} on names no code.
+_DISPOSITION = re.compile(r"Gosub\(sentinelle-(?:conference-)?disposition,s,1\(([^,)]*)[,)]")
 
 
 def _code() -> str:
@@ -103,7 +105,28 @@ def test_the_verdict_the_dialplan_waits_for_is_the_one_sent() -> None:
 
 
 def test_disposition_codes_agree() -> None:
-    assert set(_DISPOSITION.findall(CODE)) == DISPOSITIONS
+    assert set(_DISPOSITION.findall(CODE)) - {"${ARG1}"} == DISPOSITIONS
+
+
+def _keys(path: Path, entry: re.Pattern[str]) -> dict[str, str]:
+    """{DTMF keys: disposition code} of one topology's key map."""
+    text = "\n".join(_COMMENT.sub("", line) for line in path.read_text().splitlines())
+    return dict(entry.findall(text))
+
+
+def test_an_agent_keys_the_same_codes_in_a_conference_room() -> None:
+    """ConfBridge ignores features.conf: its DTMF menu maps the keys again.
+    *83 must mean callback in a room as on a call, and no code be missing."""
+    features = _keys(DIALPLAN / "features_sentinelle.conf", re.compile(
+        r"^sentinelle_\w+\s*=>\s*([*#0-9]+),self,Gosub\(sentinelle-disposition,s,1\(([^)]*)\)\)",
+        re.M))
+    menu = _keys(DIALPLAN / "confbridge_sentinelle.conf", re.compile(
+        r"^([*#0-9]+)\s*=\s*dialplan_exec\(sentinelle-conference-keys,(\w+),1\)", re.M))
+    keys = {exten: code for exten, code in re.findall(
+        r"^exten => (\w+),1,Gosub\(sentinelle-conference-disposition,s,1\(([^)]*)\)\)",
+        CODE, re.M)}
+    assert features and menu and keys
+    assert {k: keys.get(exten) for k, exten in menu.items()} == features
 
 
 def test_pbx_code_names_channel_variables_through_channelvars() -> None:

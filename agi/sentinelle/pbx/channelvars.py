@@ -25,6 +25,15 @@ OUTCOME_ERROR = "ERROR"
 # Channel variable the dialplan may set instead of passing AGI argument 2.
 CAMPAIGN = "SENTINELLE_CAMPAIGN"
 
+# Agent conference topology (dialplan/extensions_conference.conf), read by
+# the dialplan only: the ConfBridge room an agent waits in or a callee is
+# sent to (the dialer passes it), and, on the callee's channel in the room,
+# the attempt of that call. Not SENTINELLE_ATTEMPT there: the ARI listener
+# would take a channel carrying that one (channelvars) for an agent's, and
+# count the callee's keys.
+ROOM = "SENTINELLE_ROOM"
+CALLEE_ATTEMPT = "SENTINELLE_CALLEE_ATTEMPT"
+
 ALLOW, BLOCK = "ALLOW", "BLOCK"
 
 # Dialplan globals only Asterisk reads: where the FastAGI service listens

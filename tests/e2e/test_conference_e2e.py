@@ -1,0 +1,180 @@
+"""The agent conference topology (issue #12, 1c) on the real Asterisk, with
+the shipped dialplan/extensions_conference.conf and confbridge_sentinelle.conf:
+agents wait in ConfBridge rooms (their phones, SIPp, are called into them),
+the dialer originates `Local/NUMBER@conference-outbound/n` (the check on the
+Local channel before Dial()) and names the agent's room in SENTINELLE_ROOM;
+the answered callee is sent into that room.
+
+Two calls to two callees at once, each into another agent's room, and the
+two agents key different codes (`*9`, a refusal; `*83`, a callback), so that
+a refusal filed on the wrong attempt would show. A third agent keys `*9` in
+a room no callee was sent to: nothing may be filed, and the agent must hear
+the error tone (the dialplan's NOTICE says so). The agents key only once the
+test has seen their callee join the room (an in-dialog NOTIFY cues the SIPp
+phone), not after a delay a loaded machine could overrun.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sentinelle.pbx import channelvars
+from tests.e2e.conftest import Service
+from tests.e2e.test_outcome_handler_e2e import ari_section, listener_connected, wait_until
+from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports
+from tests.pbx.pbx import DIALPLAN_DIR
+
+CONSENT_AT = "2026-11-01T10:00:00+01:00"
+LATER = "2026-12-01T11:00:00+01:00"  # the service runs at 10:30 (tests.helpers FROZEN)
+PRESENTED = "0162000000"  # the professional's number, in an Arcep NPV range (R-42)
+# agent: (room, callee sent to that room or None, keys, disposition, refusal)
+AGENTS = {
+    "cagent1": ("601", "0612345711", "*9", "refused", True),
+    "cagent2": ("602", "0612345712", "*83", "callback", False),
+    "cagent3": ("603", None, "*9", None, False),
+}
+CALLEES = tuple(callee for _, callee, *_ in AGENTS.values() if callee)
+FILES = ("extensions_conference.conf", "confbridge_sentinelle.conf")
+
+
+class ConferencePbx(Pbx):
+    """The harness's Asterisk plus app_confbridge, the agents' endpoints and
+    the repository's conference dialplan and ConfBridge profiles (as shipped)."""
+
+    def __init__(self, *args, agent_ports: dict[str, int], **kwargs) -> None:
+        self.agent_ports = agent_ports
+        super().__init__(*args, extra_dialplan="#include extensions_conference.conf\n", **kwargs)
+
+    def _configs(self) -> dict[str, str]:
+        configs = super()._configs()
+        configs["modules.conf"] = configs["modules.conf"].replace(
+            "noload => app_confbridge.so\n", "")
+        configs["pjsip.conf"] += fixed_contact_endpoints(self.agent_ports, "conference-agent")
+        configs["confbridge.conf"] = "[general]\n\n#include confbridge_sentinelle.conf\n"
+        general = "[general]\nenabled = yes\n"
+        assert general in configs["ari.conf"]
+        configs["ari.conf"] = configs["ari.conf"].replace(
+            general, general + f"channelvars = {channelvars.ATTEMPT}\n")
+        return configs
+
+    def write_config(self) -> None:
+        super().write_config()
+        for name in FILES:
+            shutil.copy(DIALPLAN_DIR / name, self.etc_dir / name)
+
+
+@pytest.fixture
+def conference_pbx(service: Service) -> Iterator[ConferencePbx]:
+    ports = dict(zip(AGENTS, free_ports(len(AGENTS), kind=socket.SOCK_DGRAM), strict=True))
+    with ConferencePbx(agi_url=service.agi_url, campaign="promo", agent_ports=ports) as pbx:
+        yield pbx
+
+
+def joined(pbx: Pbx, room: str, prefix: str) -> str:
+    """The channel (name starting with `prefix`) that joined `room`."""
+    event = pbx.ami.wait_event(lambda e: e.get("Event") == "ConfbridgeJoin"
+                               and e.get("Conference") == room
+                               and e.get("Channel", "").startswith(prefix), timeout=30)
+    return event["Channel"]
+
+
+@pytest.mark.parametrize("listener", ["none", "connected"])
+def test_keys_in_a_room_are_filed_on_the_callee_in_that_room(
+        service: Service, conference_pbx: ConferencePbx, tmp_path: Path, listener: str) -> None:
+    pbx = conference_pbx
+    if listener == "connected":
+        secret = tmp_path / "ari.secret"
+        secret.write_text(pbx.ari_password + "\n")
+        with service.config.open("a") as f:
+            f.write(ari_section(pbx.ari_url, pbx.ari_user, secret))
+    consents = service.workdir / "consents.csv"
+    consents.write_text("number,campaign,given_at,source\n" + "".join(
+        f"{n},promo,{CONSENT_AT},e2e web form\n" for n in CALLEES))
+    service.cli("import", "consents", str(consents))
+    service.start()
+    if listener == "connected":
+        wait_until(lambda: listener_connected(pbx), 30, "ARI listener connected")
+
+    phones = {name: AgentPhone(pbx, name, port, [AGENTS[name][2]], on_notify=True)
+              for name, port in pbx.agent_ports.items()}
+    try:
+        # The agents' phones are called into their rooms (README: the dialer
+        # may do it, or the agent dials the room).
+        seats = {}
+        for name, (room, *_) in AGENTS.items():
+            assert pbx.ami.action("Originate", Channel=f"PJSIP/{name}", Context="conference-agent",
+                                  Exten=room, Priority="1", Async="true",
+                                  Timeout="30000").get("Response") == "Success"
+        for name, (room, *_) in AGENTS.items():
+            seats[name] = joined(pbx, room, f"PJSIP/{name}-")
+        with pbx.carrier(response=200):  # the callees stay until the agents leave
+            # Two calls at once, each to its agent's room (what the dialer sends).
+            for room, callee, *_ in AGENTS.values():
+                if callee:
+                    assert pbx.ami.action(
+                        "Originate", Channel=f"Local/{callee}@conference-outbound/n",
+                        Context="conference-answered", Exten=callee, Priority="1",
+                        CallerID=f"<{PRESENTED}>", Async="true", Timeout="30000",
+                        Variable=[f"{channelvars.CAMPAIGN}=promo", f"{channelvars.ROOM}={room}"],
+                    ).get("Response") == "Success"
+            for name, (room, callee, *_) in AGENTS.items():
+                if callee:
+                    joined(pbx, room, f"Local/{callee}@conference-outbound-")
+                pbx.notify_channel(seats[name])  # now key
+
+            def timeline(number: str) -> dict:
+                return json.loads(service.cli("history", number, "--json").stdout)
+
+            def keyed() -> bool:
+                messages = pbx.messages_log.read_text(errors="replace")
+                return "room=603" in messages and all(
+                    t["attempts"] and t["attempts"][0]["disposition"]
+                    for t in map(timeline, CALLEES))
+
+            wait_until(keyed, 30, "the agents' keys filed or refused")
+            for seat in seats.values():
+                # The attempt was the agent's for the key only (LOCAL): the
+                # next callee in the room cannot inherit it.
+                assert not pbx.getvar(seat, channelvars.ATTEMPT), seat
+            for seat in seats.values():  # the agents leave: their callees with them
+                pbx.ami.action("Hangup", Channel=seat)
+            wait_until(lambda: all(p.done for p in phones.values()), 30, "the agents' calls ended")
+            wait_until(lambda: all(t["attempts"][0]["outcome"] for t in map(timeline, CALLEES)),
+                       30, "outcomes recorded")
+    finally:
+        for phone in phones.values():
+            phone.stop()
+
+    right = 0
+    for name, (_, callee, keys, disposition, refusal) in AGENTS.items():
+        assert phones[name].sent_infos_answered() == len(keys), name
+        if callee is None:
+            continue
+        t = timeline(callee)
+        (attempt,) = t["attempts"]
+        assert attempt["disposition"] == disposition, (name, callee, t)
+        assert attempt["outcome"] == "answered" and attempt["cause"] == 16, attempt
+        assert attempt["answered_at"] and attempt["ended_at"], attempt
+        if refusal:
+            (r,) = t["refusals"]
+            assert r["attempt_id"] == attempt["id"], (name, callee, t)
+        else:
+            assert not t["refusals"], (name, callee, t)
+        right += 1
+    print(f"conference topology ({listener} listener): {right}/{len(CALLEES)} dispositions "
+          f"and outcomes on the right attempt")
+    messages = pbx.messages_log.read_text(errors="replace")
+    not_recorded = [line for line in messages.splitlines() if "NOT recorded" in line]
+    # The *9 keyed in the empty room: refused out loud, and nowhere filed.
+    assert len(not_recorded) == 1 and "room=603" in not_recorded[0], not_recorded
+    assert "0 callees with an attempt" in not_recorded[0], not_recorded
+    for name, (_, callee, _, _, refusal) in AGENTS.items():
+        if callee:
+            decision = service.check_json(callee, at=LATER)
+            assert ("R-31" in decision["rules"]) == refusal, (name, callee, decision)
