@@ -7,9 +7,11 @@ the answered callee is sent into that room.
 
 Two calls to two callees at once, each into another agent's room, and the
 two agents key different codes (`*9`, a refusal; `*83`, a callback), so that
-a refusal filed on the wrong attempt would show. A third agent keys `*9` in
-a room no callee was sent to: nothing may be filed, and the agent must hear
-the error tone (the dialplan's NOTICE says so). The agents key only once the
+a refusal filed on the wrong attempt would show. Never a guess: a third
+agent keys `*9` in a room no callee was sent to, a fourth in a room the
+dialer sent two callees to; nothing may be filed, and those agents must hear
+the error tone (the dialplan's NOTICE says so). A callee sent to a room
+nobody waits in is not left there. The agents key only once the
 test has seen their callee join the room (an in-dialog NOTIFY cues the SIPp
 phone), not after a delay a loaded machine could overrun.
 """
@@ -33,13 +35,18 @@ from tests.pbx.pbx import DIALPLAN_DIR
 CONSENT_AT = "2026-11-01T10:00:00+01:00"
 LATER = "2026-12-01T11:00:00+01:00"  # the service runs at 10:30 (tests.helpers FROZEN)
 PRESENTED = "0162000000"  # the professional's number, in an Arcep NPV range (R-42)
-# agent: (room, callee sent to that room or None, keys, disposition, refusal)
+# agent: (room, callees the dialer sends to that room, keys, what the store
+# must then say for a lone callee: disposition and refusal)
 AGENTS = {
-    "cagent1": ("601", "0612345711", "*9", "refused", True),
-    "cagent2": ("602", "0612345712", "*83", "callback", False),
-    "cagent3": ("603", None, "*9", None, False),
+    "cagent1": ("601", ("0612345711",), "*9", ("refused", True)),
+    "cagent2": ("602", ("0612345712",), "*83", ("callback", False)),
+    # Never a guess: a key in a room with no callee, or with two (a dialer
+    # fault), files nothing.
+    "cagent3": ("603", (), "*9", None),
+    "cagent4": ("604", ("0612345714", "0612345715"), "*9", None),
 }
-CALLEES = tuple(callee for _, callee, *_ in AGENTS.values() if callee)
+NO_AGENT = ("609", "0612345719")  # a room nobody waits in: the callee is not left there
+CALLEES = (*(c for _, callees, *_ in AGENTS.values() for c in callees), NO_AGENT[1])
 FILES = ("extensions_conference.conf", "confbridge_sentinelle.conf")
 
 
@@ -101,6 +108,9 @@ def test_keys_in_a_room_are_filed_on_the_callee_in_that_room(
     if listener == "connected":
         wait_until(lambda: listener_connected(pbx), 30, "ARI listener connected")
 
+    def timeline(number: str) -> dict:
+        return json.loads(service.cli("history", number, "--json").stdout)
+
     phones = {name: AgentPhone(pbx, name, port, [AGENTS[name][2]], on_notify=True)
               for name, port in pbx.agent_ports.items()}
     try:
@@ -114,28 +124,25 @@ def test_keys_in_a_room_are_filed_on_the_callee_in_that_room(
         for name, (room, *_) in AGENTS.items():
             seats[name] = joined(pbx, room, f"PJSIP/{name}-")
         with pbx.carrier(response=200):  # the callees stay until the agents leave
-            # Two calls at once, each to its agent's room (what the dialer sends).
-            for room, callee, *_ in AGENTS.values():
-                if callee:
-                    assert pbx.ami.action(
-                        "Originate", Channel=f"Local/{callee}@conference-outbound/n",
-                        Context="conference-answered", Exten=callee, Priority="1",
-                        CallerID=f"<{PRESENTED}>", Async="true", Timeout="30000",
-                        Variable=[f"{channelvars.CAMPAIGN}=promo", f"{channelvars.ROOM}={room}"],
-                    ).get("Response") == "Success"
-            for name, (room, callee, *_) in AGENTS.items():
-                if callee:
-                    joined(pbx, room, f"Local/{callee}@conference-outbound-")
-                pbx.notify_channel(seats[name])  # now key
-
-            def timeline(number: str) -> dict:
-                return json.loads(service.cli("history", number, "--json").stdout)
+            # The calls at once, each to its room (what the dialer sends).
+            sent = [(room, c) for room, callees, *_ in AGENTS.values() for c in callees]
+            for room, callee in [*sent, NO_AGENT]:
+                assert pbx.ami.action(
+                    "Originate", Channel=f"Local/{callee}@conference-outbound/n",
+                    Context="conference-answered", Exten=callee, Priority="1",
+                    CallerID=f"<{PRESENTED}>", Async="true", Timeout="30000",
+                    Variable=[f"{channelvars.CAMPAIGN}=promo", f"{channelvars.ROOM}={room}"],
+                ).get("Response") == "Success"
+            for room, callee in sent:
+                joined(pbx, room, f"Local/{callee}@conference-outbound-")
+            for seat in seats.values():
+                pbx.notify_channel(seat)  # now key
 
             def keyed() -> bool:
                 messages = pbx.messages_log.read_text(errors="replace")
-                return "room=603" in messages and all(
-                    t["attempts"] and t["attempts"][0]["disposition"]
-                    for t in map(timeline, CALLEES))
+                return all(f"room={room}" in messages for room in ("603", "604")) and all(
+                    timeline(c)["attempts"] and timeline(c)["attempts"][0]["disposition"]
+                    for _, callees, _, expect in AGENTS.values() if expect for c in callees)
 
             wait_until(keyed, 30, "the agents' keys filed or refused")
             for seat in seats.values():
@@ -152,29 +159,38 @@ def test_keys_in_a_room_are_filed_on_the_callee_in_that_room(
             phone.stop()
 
     right = 0
-    for name, (_, callee, keys, disposition, refusal) in AGENTS.items():
+    for name, (_, callees, keys, expect) in AGENTS.items():
         assert phones[name].sent_infos_answered() == len(keys), name
-        if callee is None:
-            continue
-        t = timeline(callee)
-        (attempt,) = t["attempts"]
-        assert attempt["disposition"] == disposition, (name, callee, t)
-        assert attempt["outcome"] == "answered" and attempt["cause"] == 16, attempt
-        assert attempt["answered_at"] and attempt["ended_at"], attempt
-        if refusal:
-            (r,) = t["refusals"]
-            assert r["attempt_id"] == attempt["id"], (name, callee, t)
-        else:
-            assert not t["refusals"], (name, callee, t)
-        right += 1
-    print(f"conference topology ({listener} listener): {right}/{len(CALLEES)} dispositions "
-          f"and outcomes on the right attempt")
+        for callee in callees:
+            t = timeline(callee)
+            (attempt,) = t["attempts"]
+            assert attempt["outcome"] == "answered" and attempt["cause"] == 16, attempt
+            assert attempt["answered_at"] and attempt["ended_at"], attempt
+            if expect is None:  # the key was not filed: not here, not anywhere
+                assert attempt["disposition"] is None and not t["refusals"], (name, callee, t)
+                continue
+            disposition, refusal = expect
+            assert attempt["disposition"] == disposition, (name, callee, t)
+            if refusal:
+                (r,) = t["refusals"]
+                assert r["attempt_id"] == attempt["id"], (name, callee, t)
+            else:
+                assert not t["refusals"], (name, callee, t)
+            right += 1
+    (alone,) = timeline(NO_AGENT[1])["attempts"]
+    assert alone["outcome"] == "answered" and alone["disposition"] is None, alone
+    print(f"conference topology ({listener} listener): {right}/2 dispositions and outcomes "
+          f"on the right attempt; keys in an empty room and a room with two callees: "
+          f"0 filed")
     messages = pbx.messages_log.read_text(errors="replace")
-    not_recorded = [line for line in messages.splitlines() if "NOT recorded" in line]
-    # The *9 keyed in the empty room: refused out loud, and nowhere filed.
-    assert len(not_recorded) == 1 and "room=603" in not_recorded[0], not_recorded
-    assert "0 callees with an attempt" in not_recorded[0], not_recorded
-    for name, (_, callee, _, _, refusal) in AGENTS.items():
-        if callee:
+    not_recorded = sorted(line.split("room=")[1] for line in messages.splitlines()
+                          if "NOT recorded" in line)
+    # The keys in rooms 603 and 604: refused out loud, and nowhere filed.
+    assert len(not_recorded) == 2, not_recorded
+    assert not_recorded[0].startswith("603 ") and "reason=0 callees" in not_recorded[0]
+    assert not_recorded[1].startswith("604 ") and "reason=2 callees" in not_recorded[1]
+    assert f"no agent in room {NO_AGENT[0]} for {NO_AGENT[1]}" in messages
+    for name, (_, callees, _, expect) in AGENTS.items():
+        for callee in callees:
             decision = service.check_json(callee, at=LATER)
-            assert ("R-31" in decision["rules"]) == refusal, (name, callee, decision)
+            assert ("R-31" in decision["rules"]) == bool(expect and expect[1]), (name, decision)
