@@ -100,3 +100,51 @@ def test_errors_are_said_so_the_handler_can_log_them(config, store):
     for r in (no_attempt, unknown):
         assert r.variables["SENTINELLE_OUTCOME"] == "ERROR", r.variables
     assert "no attempt" in no_attempt.variables["SENTINELLE_REASON"]
+
+
+def _ended(store: Store, attempt: str):
+    value = row(store, attempt)["ended_at"]
+    return from_ts(value) if isinstance(value, str) else value
+
+
+def test_a_transferred_call_ends_when_its_conversation_does(config, store):
+    """The first agent's channel reported at the transfer (12.5 s after the
+    check); the second agent's reports the conversation's end (40 s): only
+    the end moves, the answer time and the cause stay."""
+    attempt = allowed_attempt(config, store)
+    session(config, answered(attempt))
+    before = row(store, attempt)
+    (r,) = session(config, outcome(attempt, checked="1000.250", continued="yes",
+                                   ended="1040.250"))
+    assert (r.variables["SENTINELLE_OUTCOME"], r.variables["SENTINELLE_REASON"]) == (
+        "answered", "end extended")
+    after = row(store, attempt)
+    at = from_ts(after["at"]) if isinstance(after["at"], str) else after["at"]
+    assert _ended(store, attempt) - at == timedelta(seconds=40)
+    assert {k: after[k] for k in ("outcome", "answered_at", "cause", "cause_txt")} == {
+        k: before[k] for k in ("outcome", "answered_at", "cause", "cause_txt")}
+
+
+def test_a_continued_report_never_shortens_nor_makes_up_an_outcome(config, store):
+    """A second agent who hung up before the first one left (an attended
+    transfer given up) reports first: nothing is recorded, and the first
+    channel's report still is; a report of an earlier end changes nothing."""
+    attempt = allowed_attempt(config, store)
+    (early,) = session(config, outcome(attempt, checked="1000.250", continued="yes",
+                                       ended="1005.250"))
+    assert early.variables["SENTINELLE_OUTCOME"] == "open"
+    assert row(store, attempt)["outcome"] is None
+    session(config, answered(attempt))
+    ended = _ended(store, attempt)
+    (sooner,) = session(config, outcome(attempt, checked="1000.250", continued="yes",
+                                        ended="1005.250"))
+    assert sooner.variables["SENTINELLE_OUTCOME"] == "answered"
+    assert _ended(store, attempt) == ended
+
+    busy = allowed_attempt(config, store)  # a second call to the number
+    session(config, answered(busy, dialstatus="BUSY", leg_cause="17", answered_ms=""))
+    ended = _ended(store, busy)
+    (kept,) = session(config, outcome(busy, checked="1000.250", continued="yes",
+                                      ended="1040.250"))
+    assert kept.variables["SENTINELLE_OUTCOME"] == "busy"
+    assert _ended(store, busy) == ended

@@ -18,9 +18,17 @@ DISPOSITION = "SENTINELLE_DISPOSITION"
 DISPOSITION_OK, DISPOSITION_ERROR = "OK", "ERROR"
 
 # The outcome route's answer (hangup handler): the outcome recorded or kept
-# (answered, busy, no-answer, failed, unknown), or ERROR (with REASON).
+# (answered, busy, no-answer, failed, unknown), or ERROR (with REASON); to a
+# continued report (a transfer's second channel) that found no outcome to
+# extend yet, OPEN.
 OUTCOME = "SENTINELLE_OUTCOME"
 OUTCOME_ERROR = "ERROR"
+OUTCOME_OPEN = "open"
+
+# When the check returned (Asterisk's clock, epoch seconds), set by the
+# check subroutine and inherited: the outcome handlers' time base, read by
+# the dialplan only (the route gets it as the `checked=` argument).
+CHECKED = "SENTINELLE_CHECKED"
 
 # Channel variable the dialplan may set instead of passing AGI argument 2.
 CAMPAIGN = "SENTINELLE_CAMPAIGN"

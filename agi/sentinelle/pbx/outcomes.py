@@ -37,9 +37,9 @@ def outcome_of(*, answered: bool, dialstatus: str, cause: int | None, dialled: b
 
 
 # The handler's key=value arguments (arguments 2 and later).
-CHECKED, CURRENT, DIALSTATUS, LEG_CAUSE, CAUSE, ANSWERED_MS, DIALLED_MS, ENDED = (
+CHECKED, CURRENT, DIALSTATUS, LEG_CAUSE, CAUSE, ANSWERED_MS, DIALLED_MS, ENDED, CONTINUED = (
     "checked", "current", "dialstatus", "leg_cause", "cause", "answered_ms", "dialled_ms",
-    "ended")
+    "ended", "continued")
 MAX_ARGS = 16
 
 # Asterisk's texts for the Q.850 causes (ast_cause2str), as the listener
@@ -127,6 +127,8 @@ def record(attempt: str, fields: Mapping[str, str], now: datetime, store: Backen
         row = store.attempt(attempt_id)
         if row is None:
             return agivars.OUTCOME_ERROR, f"no attempt {attempt_id} in the store"
+        if fields.get(CONTINUED):
+            return _continued(store, attempt_id, row, fields, now)
         if row["outcome"] in KNOWN:
             return str(row["outcome"]), "kept (already recorded)"
         current = fields.get(CURRENT, "")
@@ -149,6 +151,25 @@ def record(attempt: str, fields: Mapping[str, str], now: datetime, store: Backen
     except StoreError as exc:
         return agivars.OUTCOME_ERROR, f"store error: {exc}"
     return outcome, "recorded"
+
+
+def _continued(store: Backend, attempt_id: int, row: Mapping[str, Any],
+               fields: Mapping[str, str], now: datetime) -> tuple[str, str]:
+    """The end of a conversation that outlived the channel that ran the check
+    (a transfer: the second agent's channel reports it). Only an answered
+    outcome already recorded is extended, and only later: a second agent who
+    did not answer, or hung up before the first one left, leaves the first
+    channel's report to come, or to stand."""
+    if row["outcome"] != Outcome.ANSWERED.value:
+        return str(row["outcome"] or agivars.OUTCOME_OPEN), (
+            "not extended: no answered outcome recorded yet")
+    ended_at, _ = times(_instant(row.get("at")), fields, now, answered=False)
+    recorded = _instant(row.get("ended_at"))
+    if recorded is not None and ended_at <= recorded:
+        return Outcome.ANSWERED.value, "kept (the recorded end is later)"
+    store.record_outcome(attempt_id, outcome=Outcome.ANSWERED.value, answered_at=None,
+                         ended_at=ended_at, cause=row.get("cause"), cause_txt=row.get("cause_txt"))
+    return Outcome.ANSWERED.value, "end extended"
 
 
 def answer_values(status: str, reason: str) -> list[tuple[str, str]]:

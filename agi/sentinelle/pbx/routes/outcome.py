@@ -26,6 +26,13 @@ keeps it, except that an attempt the listener closed as `unknown` (its
 channels vanished while it was away) is completed here. The answer is
 `SENTINELLE_OUTCOME` (the outcome recorded or kept, or ERROR with
 `SENTINELLE_REASON`); the handler logs a NOTICE when it is not recorded.
+
+A transferred call goes on without the channel that ran the check, whose
+handler reports it, answered, when the transfer is done. The channel that
+carries the conversation on (the second agent's, extensions_transfer.conf)
+then reports its end with `continued=yes` (`[sentinelle-outcome-continued]`,
+`pbx.outcomes.record`): that only moves the end of an answered outcome
+already recorded later, never sooner, and never makes one up.
 """
 
 from __future__ import annotations
