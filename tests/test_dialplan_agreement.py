@@ -138,3 +138,15 @@ def test_pbx_code_names_channel_variables_through_channelvars() -> None:
                  for path in sorted(PBX_SOURCES.rglob("*.py")) if path.name != "channelvars.py"
                  for m in literal.finditer(path.read_text()) if m.group(1) not in environment]
     assert not offenders, offenders
+
+
+def test_every_topology_enables_all_the_agents_keys() -> None:
+    """A feature name misspelt in DYNAMIC_FEATURES is silently no key: each
+    example (agent who dials, dialer, transfer) enables every sentinelle
+    feature of features_sentinelle.conf."""
+    features = set(re.findall(r"^(sentinelle_\w+)\s*=>", (DIALPLAN / "features_sentinelle.conf")
+                              .read_text(), re.M))
+    enabled = re.findall(r"Set\(DYNAMIC_FEATURES=([^)]*)\)", CODE)
+    assert features and len(enabled) >= 3, enabled
+    for names in enabled:
+        assert set(names.split("#")) == features, names
