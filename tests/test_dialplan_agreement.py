@@ -115,3 +115,27 @@ def test_pbx_code_names_channel_variables_through_channelvars() -> None:
                  for path in sorted(PBX_SOURCES.rglob("*.py")) if path.name != "channelvars.py"
                  for m in literal.finditer(path.read_text()) if m.group(1) not in environment]
     assert not offenders, offenders
+
+
+def test_the_sentinelle_contexts_are_the_constants() -> None:
+    """`serve --check-config` asks the live Asterisk for channelvars.CONTEXTS:
+    a context added to the shipped dialplan must be asked for too."""
+    defined = set(re.findall(r"^\[(sentinelle-[^\]]+)\]", CODE, re.M))
+    assert defined == set(channelvars.CONTEXTS)
+    for context in channelvars.CONTEXTS:
+        assert re.search(rf"^\[{context}\]\nexten => s,1,", CODE, re.M), context
+
+
+def test_the_feature_lines_are_the_constants() -> None:
+    """`serve --check-config` prints channelvars.feature_line() as the line to
+    add: it must be the shipped line, and the refusal's code the default
+    `[ari] refusal_dtmf`."""
+    from sentinelle.config import AriConfig
+
+    shipped = (DIALPLAN / "features_sentinelle.conf").read_text()
+    lines = {m.group(1): m.group(0) for m in re.finditer(r"^(sentinelle_\w+) => .*$", shipped, re.M)}
+    assert set(lines) == set(channelvars.FEATURES)
+    for name, line in lines.items():
+        assert line == channelvars.feature_line(name)
+    assert channelvars.FEATURES[channelvars.FEATURE_REFUSAL][0] == AriConfig().refusal_dtmf
+    assert {disposition for _, disposition in channelvars.FEATURES.values()} == DISPOSITIONS
