@@ -67,7 +67,7 @@ def test_all_present_passes_and_cleans_up(tmp_path, pbx, ari_url):
     assert pbx.requests.count("POST /ari/channels/create") == 1 and len(pbx.deleted) == 1
     assert not pbx.channels and not pbx.apps_open
     [query] = pbx.apps_seen
-    assert query.startswith("app=sentinelle-check-") and "subscribeAll" not in query
+    assert query.startswith("app=sentinelle-livecheck-") and "subscribeAll" not in query
 
 
 @pytest.mark.parametrize("context", sorted(SHIPPED.contexts))

@@ -109,7 +109,7 @@ async def inspect(client: AriClient, *, refusal_dtmf: str, agi_url: str) -> Live
 async def probe_channel(client: AriClient) -> AsyncIterator[dict[str, Any]]:
     """A channel to evaluate functions on: created in a Stasis app that exists
     only while its websocket is open, never dialled, hung up on the way out."""
-    app = f"{client.app}-check-{os.getpid()}"
+    app = f"{client.app}-livecheck-{os.getpid()}"
     try:
         async with client.connect_app(app):
             try:
