@@ -155,6 +155,13 @@ def test_a_missing_agi_global_is_named(tmp_path, pbx, ari_url):
         "`dialplan reload` (without it every guarded call is hung up)"]
 
 
+def test_the_agi_line_never_suggests_a_wildcard_address():
+    from sentinelle.pbx.ari_check import agi_url
+
+    assert agi_url("127.0.0.1:4573") == "agi://127.0.0.1:4573"
+    assert agi_url("0.0.0.0:4573") == agi_url("[::]:4573") == "agi://ADDRESS-OF-THIS-HOST:4573"
+
+
 def test_everything_missing_is_one_line_each(tmp_path, pbx, ari_url):
     pbx.contexts.clear()
     pbx.features.clear()

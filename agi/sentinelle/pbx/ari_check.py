@@ -16,6 +16,8 @@ and any makes the check exit 2 like a refused password.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 from dataclasses import dataclass
 
 from sentinelle.config import Config
@@ -58,7 +60,7 @@ async def probe(config: Config, timeout: float = PROBE_TIMEOUT_S,
         try:
             found = await asyncio.wait_for(
                 inspect(client, refusal_dtmf=ari.refusal_dtmf,
-                        agi_url=f"agi://{config.server.listen}"), live_timeout)
+                        agi_url=agi_url(config.server.listen)), live_timeout)
         except TimeoutError:
             return AriCheck(warnings=(f"ARI at {where}: the live PBX check got no answer within "
                                       f"{live_timeout:g} s: contexts, feature codes and "
@@ -67,6 +69,16 @@ async def probe(config: Config, timeout: float = PROBE_TIMEOUT_S,
                         missing=found.missing)
     finally:
         await client.aclose()
+
+
+def agi_url(listen: str) -> str:
+    """Where the PBX finds `serve`, for the SENTINELLE_AGI line to add: a
+    wildcard address is no address to dial."""
+    host, _, port = listen.rpartition(":")
+    with contextlib.suppress(ValueError):
+        if not host or ipaddress.ip_address(host.strip("[]")).is_unspecified:
+            host = "ADDRESS-OF-THIS-HOST"
+    return f"agi://{host}:{port}"
 
 
 def check(config: Config, timeout: float = PROBE_TIMEOUT_S) -> AriCheck:
