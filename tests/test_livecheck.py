@@ -3,13 +3,18 @@
 and their DTMF, the ARI channelvars and the SENTINELLE_AGI global. One line
 per missing item naming what to add where, exit 2 when any is missing, 0
 when all are there; a PBX it cannot ask in full is a warning, not a failure.
+The running service logs the same findings once, as WARNINGs.
 
 The PBX here is tests/helpers/fake_ari.py, which answers as Asterisk 22 did;
 tests/e2e/test_livecheck_e2e.py runs the same check on the real one."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from click.testing import CliRunner, Result
 from sentinelle.cli.main import main
 from sentinelle.pbx import channelvars
 from tests.helpers.fake_ari import PASSWORD, USER, FakePbx, running
+from tests.test_metrics import _free_port
 
 SHIPPED = FakePbx()
 PROBLEM = re.compile(r"^(missing|wrong): ", re.M)
@@ -35,11 +41,12 @@ def ari_url(pbx: FakePbx) -> Iterator[str]:
         yield url
 
 
-def write_config(tmp_path: Path, url: str, extra: str = "") -> Path:
+def write_config(tmp_path: Path, url: str, extra: str = "", server: str = "") -> Path:
     path = tmp_path / "sentinelle.toml"
     path.write_text(f"""
 [server]
 asterisk_etc = "{tmp_path / 'no-asterisk-here'}"
+{server}
 
 [ari]
 url = "{url}"
@@ -156,7 +163,7 @@ def test_a_missing_agi_global_is_named(tmp_path, pbx, ari_url):
 
 
 def test_the_agi_line_never_suggests_a_wildcard_address():
-    from sentinelle.pbx.ari_check import agi_url
+    from sentinelle.pbx.livecheck import agi_url
 
     assert agi_url("127.0.0.1:4573") == "agi://127.0.0.1:4573"
     assert agi_url("0.0.0.0:4573") == agi_url("[::]:4573") == "agi://ADDRESS-OF-THIS-HOST:4573"
@@ -203,8 +210,35 @@ def test_files_only_asks_nothing(tmp_path, pbx, ari_url):
 def test_a_pbx_that_does_not_answer_is_a_warning(tmp_path):
     """As for the credentials (tests/test_ari_auth.py): the service may start
     before the PBX. The warning says what went unchecked."""
-    from tests.test_metrics import _free_port
-
     r = check(tmp_path, f"http://127.0.0.1:{_free_port()}/ari")
     assert r.exit_code == 0, r.output
     assert "not checked (nor the dialplan contexts, feature codes and channelvars)" in r.stderr
+
+
+def test_the_running_service_logs_what_is_missing_once(tmp_path, pbx, ari_url):
+    """The unit's pre-start check reads the files only: the running service
+    says what the PBX lacks, once the listener is connected, as WARNINGs."""
+    pbx.contexts.discard(channelvars.CONTEXT_OUTCOME)
+    pbx.channelvars = ""
+    config = write_config(tmp_path, ari_url, server=f'listen = "127.0.0.1:{_free_port()}"')
+    exe = str(Path(sys.executable).with_name("sentinelle"))
+    subprocess.run([exe, "--config", str(config), "init"], check=True, capture_output=True)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([exe, "--config", str(config), "--log-level", "INFO", "serve"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "live PBX checked" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    lacks = [line for line in lines if line.get("msg") == "the PBX lacks what sentinelle needs"]
+    assert [line["level"] for line in lacks] == ["warning", "warning"], lines
+    items = sorted(line["item"] for line in lacks)
+    assert items[0].startswith("missing: SENTINELLE_ATTEMPT in ari.conf")
+    assert items[1].startswith("missing: the dialplan context [sentinelle-outcome]")
+    assert pbx.requests.count("POST /ari/channels/create") == 1 and not pbx.channels

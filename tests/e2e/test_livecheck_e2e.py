@@ -2,8 +2,9 @@
 it (issue #12, section 4; pbx/livecheck.py): with the shipped dialplan,
 features and `channelvars` it passes; with a sentinelle context, a feature
 code or the channelvars taken out, it exits 2 with one line naming each, and
-what to add where. The check leaves no channel behind and does not take the
-running listener's ARI app over."""
+what to add where, and the running service logs the same lines as WARNINGs.
+The check leaves no channel behind and does not take the running listener's
+ARI app over."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from sentinelle.logs import read_events
 from tests.e2e.conftest import Service
 from tests.e2e.test_outcome_handler_e2e import listener_connected, wait_until
 from tests.pbx import Pbx
@@ -75,6 +77,13 @@ def channels(pbx: Pbx) -> str:
     return pbx.cli("core show channels count")
 
 
+def service_report(service: Service) -> list[dict]:
+    """The running service's start-up report: its WARNING lines, once done."""
+    wait_until(lambda: read_events(service.log.read_text().splitlines(), "live PBX checked"), 60,
+               "the service's live PBX check")
+    return read_events(service.log.read_text().splitlines(), "the PBX lacks what sentinelle needs")
+
+
 @pytest.fixture
 def installed(service: Service, request: pytest.FixtureRequest) -> Iterator[InstalledPbx]:
     with InstalledPbx(agi_url=service.agi_url, campaign="promo", agents=2,
@@ -87,6 +96,7 @@ def test_the_shipped_install_passes_beside_a_running_listener(service: Service,
                                                               installed: InstalledPbx) -> None:
     service.start()
     wait_until(lambda: listener_connected(installed), 30, "the listener connected")
+    assert service_report(service) == []
     code, err = check_config(service)
     assert code == 0, err
     assert "missing" not in err and "wrong" not in err and "warning" not in err, err
@@ -119,6 +129,10 @@ def test_each_missing_piece_is_named(service: Service, installed: InstalledPbx,
         assert any(re.search(pattern, line) for line in lines), (pattern, err)
     assert "error: the PBX lacks" in err and "warning" not in err, err
     assert "0 active channels" in channels(installed)
+    service.start()
+    report = service_report(service)
+    assert [line["level"] for line in report] == ["warning"] * len(lines), report
+    assert sorted(line["item"] for line in report) == sorted(lines)
 
 
 @pytest.mark.parametrize("installed", ["read-only"], indirect=True)

@@ -75,6 +75,9 @@ class FakeAri:
         app.router.add_post("/ari/channels/create", self._create)
         app.router.add_get("/ari/channels/{id}/variable", self._variable)
         app.router.add_delete("/ari/channels/{id}", self._delete)
+        # What the listener of a running `serve` asks after connecting.
+        app.router.add_get("/ari/channels", self._list)
+        app.router.add_put("/ari/applications/{app}/eventFilter", self._filter)
         self.app = app
 
     @web.middleware
@@ -135,6 +138,12 @@ class FakeAri:
                 return web.json_response({"message": "Unable to read provided function"}, status=500)
             return web.json_response({"value": self.pbx.features[m.group(1)]})
         return web.json_response({"value": ""})
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response([])
+
+    async def _filter(self, request: web.Request) -> web.Response:
+        return web.json_response({"name": request.match_info["app"]})
 
     async def _delete(self, request: web.Request) -> web.Response:
         if self.pbx.channels.pop(request.match_info["id"], None) is None:

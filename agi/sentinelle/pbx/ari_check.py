@@ -16,18 +16,14 @@ and any makes the check exit 2 like a refused password.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 from dataclasses import dataclass
 
 from sentinelle.config import Config
 from sentinelle.pbx.ari import AriClient, AriError, auth_refused
-from sentinelle.pbx.livecheck import inspect
+from sentinelle.pbx.livecheck import LIVE_TIMEOUT_S, agi_url, inspect
 
 PROBE_TIMEOUT_S = 3.0
 PROBE_PATH = "/asterisk/info"  # any authenticated ARI resource
-# The live check makes a dozen requests and opens a websocket.
-LIVE_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -69,16 +65,6 @@ async def probe(config: Config, timeout: float = PROBE_TIMEOUT_S,
                         missing=found.missing)
     finally:
         await client.aclose()
-
-
-def agi_url(listen: str) -> str:
-    """Where the PBX finds `serve`, for the SENTINELLE_AGI line to add: a
-    wildcard address is no address to dial."""
-    host, _, port = listen.rpartition(":")
-    with contextlib.suppress(ValueError):
-        if not host or ipaddress.ip_address(host.strip("[]")).is_unspecified:
-            host = "ADDRESS-OF-THIS-HOST"
-    return f"agi://{host}:{port}"
 
 
 def check(config: Config, timeout: float = PROBE_TIMEOUT_S) -> AriCheck:

@@ -37,7 +37,10 @@ contexts and feature codes are reported as not checked, not as missing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -46,13 +49,18 @@ from urllib.parse import quote
 
 from websockets.exceptions import WebSocketException
 
+from sentinelle import logs
 from sentinelle.pbx import channelvars
 from sentinelle.pbx.ari import AriClient, AriError
+
+log = logging.getLogger("sentinelle.pbx")
 
 # The probe channel's destination: no such context, so even a channel dialled
 # by mistake would run nothing.
 PROBE_CONTEXT = "sentinelle-livecheck"
 ARI_GENERAL = "/asterisk/config/dynamic/res_ari/general/general"
+# The whole check: a dozen requests and a websocket, on a PBX that may be busy.
+LIVE_TIMEOUT_S = 15.0
 # Where each fix goes, as README "Install in your PBX" ships it.
 EXTENSIONS_FILE = "dialplan/extensions_sentinelle.conf"
 FEATURES_FILE = "dialplan/features_sentinelle.conf"
@@ -103,6 +111,37 @@ async def inspect(client: AriClient, *, refusal_dtmf: str, agi_url: str) -> Live
             "`module reload res_ari.so` (the listener needs it to tie a queue or conference "
             "agent's keys to the call)")
     return LiveCheck(tuple(missing), tuple(not_checked))
+
+
+async def report_once(client: AriClient, *, refusal_dtmf: str, agi_url: str,
+                      timeout: float) -> None:
+    """The running service's report: the unit's pre-start check reads the
+    files only (wrong ARI settings must not stop the guard), so once the
+    listener is first connected each missing item is logged as a WARNING,
+    once. Never raises: a check that cannot run is an INFO line."""
+    await client.connected.wait()
+    try:
+        found = await asyncio.wait_for(
+            inspect(client, refusal_dtmf=refusal_dtmf, agi_url=agi_url), timeout)
+    except Exception as exc:  # a start-up report must never take the service down
+        logs.event(log, "live PBX check not done", reason=client.scrub(f"{type(exc).__name__}: {exc}"))
+        return
+    for line in found.missing:
+        logs.event(log, "the PBX lacks what sentinelle needs", logging.WARNING, item=line)
+    for line in found.not_checked:
+        logs.event(log, "live PBX check incomplete", reason=line)
+    logs.event(log, "live PBX checked", missing=len(found.missing),
+               not_checked=len(found.not_checked))
+
+
+def agi_url(listen: str) -> str:
+    """Where the PBX finds `serve`, for the SENTINELLE_AGI line to add: a
+    wildcard address is no address to dial."""
+    host, _, port = listen.rpartition(":")
+    with contextlib.suppress(ValueError):
+        if not host or ipaddress.ip_address(host.strip("[]")).is_unspecified:
+            host = "ADDRESS-OF-THIS-HOST"
+    return f"agi://{host}:{port}"
 
 
 @contextlib.asynccontextmanager
