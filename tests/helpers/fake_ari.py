@@ -6,7 +6,8 @@ runs the same check on the real one):
 - `GET /asterisk/variable` reads globals only, no function;
 - `POST /channels/create` makes a channel only for an app whose websocket is
   open (Asterisk answers 200 otherwise and the channel is gone at once), 403
-  "Write access denied" for a read-only user;
+  "Write access denied" for a read-only user; `DELETE` sends the app its
+  StasisEnd and ChannelDestroyed;
 - `GET /channels/{id}/variable` evaluates `DIALPLAN_EXISTS(ctx,s,1)` ("1" or
   "0") and `AST_CONFIG(features.conf,applicationmap,NAME)` (HTTP 500 when
   absent); 404 for an unknown channel;
@@ -58,7 +59,7 @@ class FakePbx:
     # What happened, for the tests to look at.
     requests: list[str] = field(default_factory=list)
     apps_seen: list[str] = field(default_factory=list)
-    apps_open: set[str] = field(default_factory=set)
+    apps_open: dict[str, web.WebSocketResponse] = field(default_factory=dict)
     channels: dict[str, str] = field(default_factory=dict)  # id -> app
     deleted: list[str] = field(default_factory=list)
     ids: Iterator[int] = field(default_factory=itertools.count)
@@ -96,13 +97,13 @@ class FakeAri:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.pbx.apps_seen.append(request.query_string)
-        self.pbx.apps_open.add(app)
+        self.pbx.apps_open[app] = ws
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
                     break
         finally:
-            self.pbx.apps_open.discard(app)
+            self.pbx.apps_open.pop(app, None)
         return ws
 
     async def _global(self, request: web.Request) -> web.Response:
@@ -146,9 +147,15 @@ class FakeAri:
         return web.json_response({"name": request.match_info["app"]})
 
     async def _delete(self, request: web.Request) -> web.Response:
-        if self.pbx.channels.pop(request.match_info["id"], None) is None:
+        channel_id = request.match_info["id"]
+        app = self.pbx.channels.pop(channel_id, None)
+        if app is None:
             return web.json_response({"message": "Channel not found"}, status=404)
-        self.pbx.deleted.append(request.match_info["id"])
+        self.pbx.deleted.append(channel_id)
+        if (ws := self.pbx.apps_open.get(app)) is not None:
+            # Asterisk's order: the channel leaves Stasis, then it is destroyed.
+            for kind in ("StasisEnd", "ChannelDestroyed"):
+                await ws.send_json({"type": kind, "channel": {"id": channel_id}})
         return web.Response(status=204)
 
 
