@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import fake_ari
 from tests.test_metrics import _free_port, _value, _wait_port
 
 EXE = str(Path(sys.executable).parent / "sentinelle")
@@ -89,9 +90,12 @@ def test_check_config_exits_2_when_asterisk_refuses_the_credentials(config_path,
     assert ari.paths == ["/ari/asterisk/info"]
 
 
-def test_check_config_passes_with_the_right_credentials(config_path, ari):
-    url = f"http://127.0.0.1:{ari.server_address[1]}/ari"
-    r = check_config(with_ari(config_path, url, PASSWORD))
+def test_check_config_passes_with_the_right_credentials(config_path):
+    """Against the fuller fake (the live check follows the credentials': see
+    tests/test_livecheck.py), which checks the same credentials."""
+    assert (fake_ari.USER, fake_ari.PASSWORD) == (USER, PASSWORD)
+    with fake_ari.running(fake_ari.FakePbx()) as url:
+        r = check_config(with_ari(config_path, url, PASSWORD))
     assert r.returncode == 0, r.stderr
     assert "config ok" in r.stdout and "warning: ARI" not in r.stderr
 

@@ -150,3 +150,29 @@ def test_every_topology_enables_all_the_agents_keys() -> None:
     assert features and len(enabled) >= 3, enabled
     for names in enabled:
         assert set(names.split("#")) == features, names
+
+
+def test_the_sentinelle_contexts_are_the_constants() -> None:
+    """`serve --check-config` asks the live Asterisk for channelvars.CONTEXTS,
+    the contexts of the file every install includes (the topology examples
+    are optional): a context added there must be asked for too."""
+    required = "\n".join(_COMMENT.sub("", line) for line in
+                         (DIALPLAN / "extensions_sentinelle.conf").read_text().splitlines())
+    assert set(re.findall(r"^\[([^\]]+)\]", required, re.M)) == set(channelvars.CONTEXTS)
+    for context in channelvars.CONTEXTS:
+        assert re.search(rf"^\[{context}\]\nexten => \w+,1,", required, re.M), context
+
+
+def test_the_feature_lines_are_the_constants() -> None:
+    """`serve --check-config` prints channelvars.feature_line() as the line to
+    add: it must be the shipped line, and the refusal's code the default
+    `[ari] refusal_dtmf`."""
+    from sentinelle.config import AriConfig
+
+    shipped = (DIALPLAN / "features_sentinelle.conf").read_text()
+    lines = {m.group(1): m.group(0) for m in re.finditer(r"^(sentinelle_\w+) => .*$", shipped, re.M)}
+    assert set(lines) == set(channelvars.FEATURES)
+    for name, line in lines.items():
+        assert line == channelvars.feature_line(name)
+    assert channelvars.FEATURES[channelvars.FEATURE_REFUSAL][0] == AriConfig().refusal_dtmf
+    assert {disposition for _, disposition in channelvars.FEATURES.values()} == DISPOSITIONS

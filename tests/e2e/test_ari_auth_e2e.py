@@ -4,10 +4,23 @@ section 2): the wrong password exits 2 naming the problem, the right one
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import quote
 
+import pytest
+
 from tests.e2e.conftest import Service
+from tests.e2e.test_livecheck_e2e import InstalledPbx
 from tests.pbx import Pbx
+
+
+@pytest.fixture
+def pbx(service: Service) -> Iterator[Pbx]:
+    """Installed as the README says (with `channelvars`): once the credentials
+    pass, the check asks the live PBX for what sentinelle needs
+    (tests/e2e/test_livecheck_e2e.py)."""
+    with InstalledPbx(agi_url=service.agi_url, campaign="promo") as p:
+        yield p
 
 
 def ari(url: str, user: str, password: str) -> str:

@@ -30,7 +30,8 @@ from sentinelle.store import StoreError
               help="Freeze the clock at this instant (demos and end-to-end tests only).")
 @click.option("--check-config", is_flag=True, help="Validate the config and exit.")
 @click.option("--files-only", is_flag=True,
-              help="With --check-config: do not ask the live Asterisk (ARI credentials).")
+              help="With --check-config: do not ask the live Asterisk (ARI credentials, "
+                   "contexts, feature codes, channelvars).")
 @click.pass_obj
 def serve_cmd(ctx: Ctx, listen: str | None, at: datetime | None, check_config: bool,
               files_only: bool) -> None:
@@ -118,14 +119,20 @@ def listen_cmd(ctx: Ctx, at: datetime | None, check_config: bool) -> None:
 
 
 def _check_ari(config: Config) -> None:
-    """With [ari] url set: exit 2 if Asterisk refuses the credentials, warn if
-    it does not answer (see pbx/ari_check.py)."""
+    """With [ari] url set: exit 2 if Asterisk refuses the credentials or lacks
+    what sentinelle needs (one line per item), warn if it does not answer
+    (see pbx/ari_check.py and pbx/livecheck.py)."""
     if not config.ari.url:
         return
     from sentinelle.pbx.ari_check import check  # local: the ARI client only when configured
 
     result = check(config)
-    if result.warning:
-        click.echo(f"warning: {result.warning}", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if result.error:
         fail(result.error)
+    for line in result.missing:
+        click.echo(line, err=True)
+    if result.missing:
+        fail(f"the PBX lacks {len(result.missing)} item(s) sentinelle needs (above); "
+             "--files-only skips this check")

@@ -100,10 +100,13 @@ class Endpoint:
             path += "/ari"
         return cls(urlunsplit((parts.scheme, netloc, path, "", "")), user, password)
 
-    def events_url(self, app: str) -> str:
+    def events_url(self, app: str, subscribe_all: bool = True) -> str:
+        """The listener subscribes to every channel; an app that only needs to
+        exist (pbx/livecheck.py's probe channel) gets its own events alone."""
         scheme = "wss" if self.base.startswith("https:") else "ws"
         rest = self.base.split("://", 1)[1]
-        return f"{scheme}://{rest}/events?app={quote(app)}&subscribeAll=true"
+        url = f"{scheme}://{rest}/events?app={quote(app)}"
+        return url + "&subscribeAll=true" if subscribe_all else url
 
     def auth_header(self) -> dict[str, str]:
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
@@ -194,9 +197,9 @@ class AriClient:
         try:
             response = await self._client().request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
-            raise AriError(self._scrub(f"{method} {path}: {type(exc).__name__}: {exc}")) from None
+            raise AriError(self.scrub(f"{method} {path}: {type(exc).__name__}: {exc}")) from None
         if response.status_code not in ok:
-            raise AriError(self._scrub(f"{method} {path}: HTTP {response.status_code} "
+            raise AriError(self.scrub(f"{method} {path}: HTTP {response.status_code} "
                                        f"{response.text[:200]}"), response.status_code)
         if not response.content:
             return None
@@ -230,6 +233,19 @@ class AriClient:
             return
         await self.request("PUT", f"/applications/{quote(self.app, safe='')}/eventFilter",
                            body={"allowed": [{"type": t} for t in self.allowed_events]})
+
+    def connect_app(self, app: str) -> connect:
+        """A websocket for another Stasis app, with these credentials and limits:
+        the app exists while it is open (livecheck's probe channel lives in
+        one), and it gets no other channel's events."""
+        return connect(
+            self.endpoint.events_url(app, subscribe_all=False),
+            additional_headers=self.endpoint.auth_header(),
+            open_timeout=self.open_timeout,
+            close_timeout=2,
+            proxy=None,
+            logger=_wire_log,
+        )
 
     # -- event stream ----------------------------------------------------------
 
@@ -358,9 +374,10 @@ class AriClient:
         if isinstance(exc, ConnectionClosed):
             return "connection closed" + ("" if exc.rcvd else " without a close frame")
         if isinstance(exc, InvalidURI | InvalidHandshake | AriError | OSError | TimeoutError):
-            return self._scrub(f"{type(exc).__name__}: {exc}")
-        return self._scrub(f"unexpected {type(exc).__name__}: {exc}")
+            return self.scrub(f"{type(exc).__name__}: {exc}")
+        return self.scrub(f"unexpected {type(exc).__name__}: {exc}")
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
+        """The text without the password or its Basic-auth encoding (for logs)."""
         encoded = self.endpoint.auth_header()["Authorization"].split(" ", 1)[1]
         return redact(text, self.endpoint.password, encoded)

@@ -61,6 +61,40 @@ EVENT_DISPOSITION = "SentinelleDisposition"
 FIELD_ATTEMPT = "attempt"  # both events: the attempt id
 FIELD_CODE = "code"  # SentinelleDisposition: refused | do-not-call | callback | wrong-number
 
+# The contexts dialplan/extensions_sentinelle.conf defines, each entered at
+# `s,1`: the check subroutine, the disposition subroutine the feature codes
+# run, and the hangup handler the check pushes. `serve --check-config` asks
+# the live Asterisk for them (pbx/livecheck.py).
+CONTEXT_CHECK = "sentinelle-check"
+CONTEXT_DISPOSITION = "sentinelle-disposition"
+CONTEXT_OUTCOME = "sentinelle-outcome"
+CONTEXT_OUTCOME_CONTINUED = "sentinelle-outcome-continued"  # a transferred call's end
+CONTEXT_CONFERENCE_KEYS = "sentinelle-conference-keys"  # ConfBridge's DTMF menu runs these
+CONTEXT_CONFERENCE_DISPOSITION = "sentinelle-conference-disposition"
+CONTEXTS = (CONTEXT_CHECK, CONTEXT_DISPOSITION, CONTEXT_OUTCOME, CONTEXT_OUTCOME_CONTINUED,
+            CONTEXT_CONFERENCE_KEYS, CONTEXT_CONFERENCE_DISPOSITION)
+
+# The [applicationmap] of dialplan/features_sentinelle.conf: feature name ->
+# (DTMF code, disposition code passed to [sentinelle-disposition]). The
+# refusal feature's code is `[ari] refusal_dtmf` (its default here): the
+# listener watches the same digits where the feature is not enabled.
+FEATURE_REFUSAL = "sentinelle_refusal"
+FEATURES: dict[str, tuple[str, str]] = {
+    "sentinelle_refused": ("*81", "refused"),
+    "sentinelle_do_not_call": ("*82", "do-not-call"),
+    "sentinelle_callback": ("*83", "callback"),
+    "sentinelle_wrong_number": ("*84", "wrong-number"),
+    FEATURE_REFUSAL: ("*9", "refused"),
+}
+
+
+def feature_line(name: str, dtmf: str | None = None) -> str:
+    """The applicationmap line of a sentinelle feature, as shipped (with
+    another DTMF code when `[ari] refusal_dtmf` changed the refusal's)."""
+    code, disposition = FEATURES[name]
+    return f"{name} => {dtmf or code},self,Gosub({CONTEXT_DISPOSITION},s,1({disposition}))"
+
+
 # Names the Python side reads that the shipped dialplan does not use (none
 # today: SENTINELLE_CAMPAIGN is the dialer example's campaign variable).
 PYTHON_ONLY: frozenset[str] = frozenset()

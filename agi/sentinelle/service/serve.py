@@ -102,11 +102,18 @@ async def run(config: Config, at: datetime | None = None,
     # store writes run in its own thread with its own SQLite connection.
     listener: Listener | None = None
     listening: asyncio.Task[None] | None = None
+    pbx_report: asyncio.Task[None] | None = None
     if config.ari.url and first:
         from sentinelle.pbx.listener import Listener
+        from sentinelle.pbx.livecheck import LIVE_TIMEOUT_S, agi_url, report_once
 
         listener = Listener(config, clock)
         listening = asyncio.create_task(listener.run(), name="sentinelle-ari")
+        # What `serve --check-config` asks the live PBX, said once in the log
+        # (the unit's pre-start check reads the files only).
+        pbx_report = asyncio.create_task(report_once(
+            listener.client, refusal_dtmf=config.ari.refusal_dtmf,
+            agi_url=agi_url(config.server.listen), timeout=LIVE_TIMEOUT_S), name="sentinelle-pbx")
     # The HTTP API shares the loop too: its store work runs on its own threads.
     http: HttpServer | None = None
     if config.http.listen and first:
@@ -126,6 +133,10 @@ async def run(config: Config, at: datetime | None = None,
         ready.set()
     await stop.wait()
     logs.event(log, "stopping: finishing in-flight checks")
+    if pbx_report is not None:
+        pbx_report.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pbx_report
     if listening is not None and listener is not None:
         listening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
