@@ -18,8 +18,13 @@ space a WAL frees, or an admin frees, goes to the store file first. Every
 connection also has `journal_size_limit` (see connection.py): the writer
 that restarts a checkpointed WAL gives its extra blocks back.
 
-The checkpointer also tells the writers of this process that the disk is
-low (store.space): they then keep the room a checkpoint needs.
+When the disk is low, the truncation waits up to TRUNCATE_WAIT_MS for the
+write lock: given up at once, it lost to the check being committed in a
+third to a half of the polls under load (this thread gets the interpreter
+back right when the event loop enters SQLite, mid-transaction), and a few
+losses in a row let the WAL grow by megabytes. The checkpointer also tells
+the writers of this process that the disk is low (store.space): they then
+keep the room this checkpoint needs, whatever its luck.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ SOON_BYTES = 4 * 1024 * 1024
 # Below this much free space the disk is "low": a warning is logged, the WAL
 # is checkpointed and truncated at every poll, and writes are measured.
 LOW_SPACE_BYTES = space.LOW_SPACE_BYTES
+# How long a truncation on a low disk waits for the write lock (and then for
+# readers, holding it: a check waits that long at worst, once).
+TRUNCATE_WAIT_MS = 50
 # Woken by refused writes, the checkpointer still rests this long between
 # checkpoints (one that cannot progress must not spin).
 WAKE_S = 0.01
@@ -55,8 +63,9 @@ class Checkpointer:
     When it copied every frame and the WAL file is past `truncate_bytes` (a
     reader kept it from being reused, or a burst) or the disk is low, a
     TRUNCATE with a zero busy timeout: it gives up at once rather than hold
-    the write lock a check is waiting for. Errors are logged and retried at
-    the next poll: the checkpointer can never make a check fail."""
+    the write lock a check is waiting for (on a low disk it waits up to
+    TRUNCATE_WAIT_MS: the WAL must not take the space). Errors are logged and
+    retried at the next poll: the checkpointer can never make a check fail."""
 
     def __init__(self, path: str, *, interval_s: float = 1.0,
                  truncate_bytes: int = 64 * 1024 * 1024, poll_s: float = POLL_S,
@@ -139,6 +148,7 @@ class Checkpointer:
             wal = wal_bytes(self.path)
             if busy == 0 and log_frames == done and wal > 0 and (
                     self.low_space or wal > self.truncate_bytes):
+                self._db.set_busy_timeout(TRUNCATE_WAIT_MS if self.low_space else 0)
                 busy, _, _ = self._db.wal_checkpoint("TRUNCATE")
                 if busy == 0:
                     self.truncations += 1
