@@ -30,6 +30,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 
 from sentinelle import logs
@@ -46,6 +47,10 @@ LOW_SPACE_BYTES = 64 * 1024 * 1024
 
 SQLITE_FULL = 13
 
+# The refusals are logged at most this often (each refused check is logged
+# with its reason anyway, as a decision).
+WARN_EVERY_S = 10.0
+
 
 @dataclass(eq=False)
 class Space:
@@ -57,6 +62,7 @@ class Space:
     watched: bool = False
     refusing: bool = False  # the last write measured was refused
     refusals: int = 0
+    warned_at: float = -WARN_EVERY_S  # time.monotonic() of the last warning
     page_size: int = 0
     # Set by a refused write: the checkpointer of `serve` runs at once.
     wake: threading.Event = field(default_factory=threading.Event)
@@ -123,18 +129,19 @@ def admit(conn: sqlite3.Connection, space: Space) -> None:
         return
     need = checkpoint_growth(conn, space)
     if free >= need + RESERVE_BYTES:
-        if space.refusing:
-            space.refusing = False
-            logs.event(_log, "disk space for the WAL checkpoint back: writes admitted",
-                       free_bytes=free, checkpoint_bytes=need, store=space.path)
+        space.refusing = False
         return
     space.refusals += 1
     space.wake.set()
     if not space.refusing:
         space.refusing = True
-        logs.event(_log, "disk almost full: writes refused until the WAL is checkpointed",
-                   logging.WARNING, free_bytes=free, checkpoint_bytes=need,
-                   wal_bytes=wal_bytes(space.path), store=space.path)
+        now = time.monotonic()
+        if now - space.warned_at >= WARN_EVERY_S:  # a disk on the edge flips often
+            space.warned_at = now
+            logs.event(_log, "disk almost full: writes refused until the WAL is checkpointed",
+                       logging.WARNING, free_bytes=free, checkpoint_bytes=need,
+                       wal_bytes=wal_bytes(space.path), refusals=space.refusals,
+                       store=space.path)
     raise StoreError(f"disk almost full: {free} bytes free, the WAL checkpoint needs {need} "
                      f"+ {RESERVE_BYTES} kept for it: writes refused until it is done "
                      f"({space.path})")
