@@ -533,7 +533,7 @@ def test_writes_leave_the_checkpoint_its_room_on_a_full_disk(tmp_path):
                 written += 1
             except StoreError as exc:
                 refused = str(exc)
-        assert written > 100, refused
+        assert written > 100 and refused.startswith("disk almost full"), refused
         assert wal_bytes(path) > 2 * 1024 * 1024, refused
         busy, _, _ = db.wal_checkpoint("TRUNCATE")
         assert busy == 0 and wal_bytes(path) == 0
@@ -545,10 +545,6 @@ def test_writes_leave_the_checkpoint_its_room_on_a_full_disk(tmp_path):
         disk.unmount()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue #11 item 4 is not reliable yet: in about half the runs on a quiet machine (on the "
-    "branch that fixed it too), 'database or disk is full' lasts past 2 s after 19 MiB are "
-    "freed; the blocks are fail-closed SYS-STORE and nothing allowed is lost"))
 def test_full_disk_under_load_blocks_then_recovers(tmp_path, request):
     """On a 20 MiB file system under load (16 clients, no pause), the disk is
     filled, then 19 MiB are freed. Before the fix the WAL refilled the freed
