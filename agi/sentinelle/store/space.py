@@ -19,9 +19,9 @@ is written (StoreError: a check blocks SYS-STORE, as on the full disk), the
 WAL stops growing, and the checkpointer (woken at once) has the room to
 empty it. The growth is measured inside the write transaction (page count
 against the file's size), so the refusal never depends on a background
-thread being on time. A transaction larger than RESERVE_BYTES (not a check's: tens of KiB)
-can still take the last bytes; the checks are what fill a disk at 900 a
-second.
+thread being on time. A transaction larger than RESERVE_BYTES (a check's
+is tens of KiB) can still take the last bytes; the checks are what fill a
+disk at 900 a second.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from sentinelle.store.errors import StoreError
 
 _log = logging.getLogger("sentinelle.store")
 
-# Kept free beyond what a checkpoint needs: the refused transaction's own
-# frames and the WAL index's growth fit in it many times over.
+# Kept free beyond what a checkpoint needs: an admitted check's own frames
+# and the WAL index's growth fit in it many times over.
 RESERVE_BYTES = 1024 * 1024
 # Below this much free space the disk is "low" and writes are measured (the
 # checkpointer of `serve` also checkpoints and truncates at every poll).
