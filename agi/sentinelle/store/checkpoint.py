@@ -17,17 +17,26 @@ it is checkpointed at once (and truncated when the disk is low), so that the
 space a WAL frees, or an admin frees, goes to the store file first. Every
 connection also has `journal_size_limit` (see connection.py): the writer
 that restarts a checkpointed WAL gives its extra blocks back.
+
+When the disk is low, the truncation waits up to TRUNCATE_WAIT_MS for the
+write lock: given up at once, it lost to the check being committed in a
+third to a half of the polls under load (this thread gets the interpreter
+back right when the event loop enters SQLite, mid-transaction), and a few
+losses in a row let the WAL grow by megabytes. The checkpointer also tells
+the writers of this process that the disk is low (store.space): they then
+keep the room this checkpoint needs, whatever its luck.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
 from sentinelle import logs
+from sentinelle.store import space
 from sentinelle.store.connection import SqliteDatabase
+from sentinelle.store.space import free_bytes, wal_bytes
 
 _log = logging.getLogger("sentinelle.store")
 
@@ -35,26 +44,17 @@ _log = logging.getLogger("sentinelle.store")
 POLL_S = 0.1
 # A WAL this big is checkpointed without waiting for the next interval.
 SOON_BYTES = 4 * 1024 * 1024
-# Below this much free space the disk is "low": a warning is logged, and the
-# WAL is checkpointed and truncated at every poll.
-LOW_SPACE_BYTES = 64 * 1024 * 1024
+# Below this much free space the disk is "low": a warning is logged, the WAL
+# is checkpointed and truncated at every poll, and writes are measured.
+LOW_SPACE_BYTES = space.LOW_SPACE_BYTES
+# How long a truncation on a low disk waits for the write lock (and then for
+# readers, holding it: a check waits that long at worst, once).
+TRUNCATE_WAIT_MS = 50
+# Woken by refused writes, the checkpointer still rests this long between
+# checkpoints (one that cannot progress must not spin).
+WAKE_S = 0.01
 
-
-def free_bytes(path: str) -> int | None:
-    """Free space for this process on the store's file system (statvfs on
-    the directory: no descriptor opened on the store), None if unknown."""
-    try:
-        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
-
-
-def wal_bytes(path: str) -> int:
-    try:
-        return os.stat(path + "-wal").st_size
-    except OSError:
-        return 0
+__all__ = ["Checkpointer", "free_bytes", "wal_bytes"]
 
 
 class Checkpointer:
@@ -63,8 +63,9 @@ class Checkpointer:
     When it copied every frame and the WAL file is past `truncate_bytes` (a
     reader kept it from being reused, or a burst) or the disk is low, a
     TRUNCATE with a zero busy timeout: it gives up at once rather than hold
-    the write lock a check is waiting for. Errors are logged and retried at
-    the next poll: the checkpointer can never make a check fail."""
+    the write lock a check is waiting for (on a low disk it waits up to
+    TRUNCATE_WAIT_MS: the WAL must not take the space). Errors are logged and
+    retried at the next poll: the checkpointer can never make a check fail."""
 
     def __init__(self, path: str, *, interval_s: float = 1.0,
                  truncate_bytes: int = 64 * 1024 * 1024, poll_s: float = POLL_S,
@@ -84,6 +85,7 @@ class Checkpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._db: SqliteDatabase | None = None
+        self._space = space.of(path)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="sentinelle-checkpoint",
@@ -93,6 +95,7 @@ class Checkpointer:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop and do a last checkpoint, so a clean shutdown leaves a short WAL."""
         self._stop.set()
+        self._space.wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
@@ -100,9 +103,17 @@ class Checkpointer:
     def _loop(self) -> None:
         try:
             self._last = time.monotonic()
-            while not self._stop.wait(self.poll_s):
-                if self.due():
+            while True:
+                # A write refused for want of room (store.space) wakes this
+                # at once rather than at the next poll, at most every WAKE_S.
+                woken = self._space.wake.wait(self.poll_s)
+                if self._stop.is_set():
+                    break
+                self._space.wake.clear()
+                if self.due() or woken:
                     self.tick()
+                if woken and self._stop.wait(WAKE_S):
+                    break
             self.tick()
         finally:
             if self._db is not None:
@@ -121,6 +132,8 @@ class Checkpointer:
         elif self.low_space and not low:
             logs.event(_log, "disk space back", free_bytes=free, store=self.path)
         self.low_space = low
+        # A write that failed SQLITE_FULL watches too, until space is back.
+        self._space.watched = low
         return (low or time.monotonic() - self._last >= self.interval_s
                 or wal_bytes(self.path) >= self.soon_bytes)
 
@@ -135,6 +148,7 @@ class Checkpointer:
             wal = wal_bytes(self.path)
             if busy == 0 and log_frames == done and wal > 0 and (
                     self.low_space or wal > self.truncate_bytes):
+                self._db.set_busy_timeout(TRUNCATE_WAIT_MS if self.low_space else 0)
                 busy, _, _ = self._db.wal_checkpoint("TRUNCATE")
                 if busy == 0:
                     self.truncations += 1

@@ -20,6 +20,10 @@ Why the choices below:
 - Every SQLite error leaves as `StoreError` (`StoreBusy` for a lock), and a
   connection that met anything but a lock is dropped and reopened on next
   use rather than kept poisoned (a corrupt or replaced file).
+- While the disk is low, a write transaction is refused before it writes
+  when the disk would be left without room for the WAL's checkpoint
+  (store.space): a WAL that takes the last free byte can never be
+  checkpointed, and the store would stay full for good.
 - The busy timeout is the connection's, adjustable per request: the FastAGI
   worker bounds it by each request's deadline.
 """
@@ -35,7 +39,7 @@ from typing import Any, Self
 from urllib.parse import quote as pathname2url  # what urllib.request's is on POSIX, minus its ~20 ms import
 
 from sentinelle.config import StoreConfig
-from sentinelle.store import schema, wholeness
+from sentinelle.store import schema, space, wholeness
 from sentinelle.store.database import Database, Tx
 from sentinelle.store.errors import StoreBusy, StoreError, is_busy
 
@@ -158,6 +162,7 @@ class SqliteDatabase(Database):
         # (generation, -wal inode, -shm inode) when opened: see store.wholeness
         self._files: tuple[int, tuple[int, int], tuple[int, int]] | None = None
         self._wholeness = None if self.path == ":memory:" else wholeness.files_of(self.path)
+        self._space = None if self.path == ":memory:" else space.of(self.path)
         self._conn: sqlite3.Connection | None = None
         self._connect(create)
 
@@ -292,6 +297,8 @@ class SqliteDatabase(Database):
             try:
                 if self._files is not None and self._wholeness is not None:
                     wholeness.recheck(self, self._wholeness)  # a repair since the check
+                if immediate and self._space is not None and self._space.watched:
+                    space.admit(conn, self._space)  # room left for the checkpoint
                 yield conn
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -325,7 +332,10 @@ class SqliteDatabase(Database):
 
     def _drop_after(self, exc: sqlite3.Error) -> None:
         """Locks are transient; anything else may be a replaced or corrupt file:
-        reopen next time rather than keep a poisoned connection."""
+        reopen next time rather than keep a poisoned connection. A full disk
+        has every later write measure the room left (store.space)."""
+        if self._space is not None and space.is_full(exc):
+            self._space.watched = True
         if not is_busy(exc):
             self.close()
 
