@@ -28,7 +28,7 @@ import pytest
 
 from sentinelle.pbx import channelvars
 from tests.e2e.conftest import Service
-from tests.e2e.test_outcome_handler_e2e import ari_section, listener_connected, wait_until
+from tests.e2e.test_outcome_handler_e2e import serve_consented, wait_until
 from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports
 from tests.pbx.pbx import DIALPLAN_DIR
 
@@ -95,18 +95,7 @@ def joined(pbx: Pbx, room: str, prefix: str) -> str:
 def test_keys_in_a_room_are_filed_on_the_callee_in_that_room(
         service: Service, conference_pbx: ConferencePbx, tmp_path: Path, listener: str) -> None:
     pbx = conference_pbx
-    if listener == "connected":
-        secret = tmp_path / "ari.secret"
-        secret.write_text(pbx.ari_password + "\n")
-        with service.config.open("a") as f:
-            f.write(ari_section(pbx.ari_url, pbx.ari_user, secret))
-    consents = service.workdir / "consents.csv"
-    consents.write_text("number,campaign,given_at,source\n" + "".join(
-        f"{n},promo,{CONSENT_AT},e2e web form\n" for n in CALLEES))
-    service.cli("import", "consents", str(consents))
-    service.start()
-    if listener == "connected":
-        wait_until(lambda: listener_connected(pbx), 30, "ARI listener connected")
+    serve_consented(service, pbx, tmp_path, CALLEES, CONSENT_AT, listener == "connected")
 
     def timeline(number: str) -> dict:
         return json.loads(service.cli("history", number, "--json").stdout)

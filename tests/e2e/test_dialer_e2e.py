@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Service
-from tests.e2e.test_outcome_handler_e2e import ari_section, listener_connected, wait_until
+from tests.e2e.test_outcome_handler_e2e import serve_consented
 from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports
 from tests.pbx.pbx import DIALPLAN_DIR, PbxError
 
@@ -126,18 +126,7 @@ def test_refusal_and_outcome_are_filed_on_the_right_attempt(service: Service, di
     """With the listener connected too, both sources report each call and
     must agree: one refusal, the same dispositions and outcomes."""
     pbx = dialer_pbx
-    if listener == "connected":
-        secret = tmp_path / "ari.secret"
-        secret.write_text(pbx.ari_password + "\n")
-        with service.config.open("a") as f:
-            f.write(ari_section(pbx.ari_url, pbx.ari_user, secret))
-    consents = service.workdir / "consents.csv"
-    consents.write_text("number,campaign,given_at,source\n" + "".join(
-        f"{n},promo,{CONSENT_AT},e2e web form\n" for n in CALLEES))
-    service.cli("import", "consents", str(consents))
-    service.start()
-    if listener == "connected":
-        wait_until(lambda: listener_connected(pbx), 30, "ARI listener connected")
+    serve_consented(service, pbx, tmp_path, CALLEES, CONSENT_AT, listener == "connected")
     if "app_queue.so" not in pbx.cli("module show like app_queue"):
         raise PbxError("app_queue is not loaded")
     phones = [AgentPhone(pbx, name, port, KEYS[name]) for name, port in pbx.agent_ports.items()]

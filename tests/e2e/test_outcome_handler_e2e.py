@@ -59,6 +59,24 @@ def listener_connected(pbx: Pbx) -> bool:
     return r.status_code == 200 and bool(r.json().get("events_allowed"))
 
 
+def serve_consented(service: Service, pbx: Pbx, tmp_path: Path, callees: tuple[str, ...],
+                    consent_at: str, listener: bool) -> None:
+    """The topology tests' start: a consent per callee, then `serve`, with
+    the ARI listener connected to `pbx` when `listener`."""
+    if listener:
+        secret = tmp_path / "ari.secret"
+        secret.write_text(pbx.ari_password + "\n")
+        with service.config.open("a") as f:
+            f.write(ari_section(pbx.ari_url, pbx.ari_user, secret))
+    consents = service.workdir / "consents.csv"
+    consents.write_text("number,campaign,given_at,source\n" + "".join(
+        f"{n},promo,{consent_at},e2e web form\n" for n in callees))
+    service.cli("import", "consents", str(consents))
+    service.start()
+    if listener:
+        wait_until(lambda: listener_connected(pbx), 30, "ARI listener connected")
+
+
 def wait_until(pred, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
