@@ -201,19 +201,48 @@ def ensure_root(root: Path | None = None) -> Path:
     return root
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for ports bound to 0 (outgoing sockets, sipp
+    clients started without -p)."""
+    try:
+        low, high = (int(x) for x in
+                     Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return low, high
+
+
+PORT_FLOOR = 10000  # below: well-known and registered services
+
+
 def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
     """Return `count` distinct loopback ports that are currently free for `kind`.
 
-    All sockets are held open until every port is chosen so the OS does not
-    hand the same port out twice; there is still a small race with other
-    processes, acceptable for tests.
+    Chosen at random below the kernel's ephemeral range: a port the kernel
+    may hand to any socket bound to port 0 (every sipp phone placing a call,
+    every outgoing connection) can be taken between its choice here and its
+    use, and a carrier whose port a phone had taken failed to start (sipp
+    "Unable to bind main socket", exit 254) in two runs. All sockets are
+    held open until every port is chosen, so one call never returns the
+    same port twice.
     """
-    socks = []
+    low, _ = _ephemeral_ports()
+    rng = random.SystemRandom()
+    socks: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for _ in range(count * 200):
+            if len(socks) == count:
+                break
             s = socket.socket(socket.AF_INET, kind)
-            s.bind((LOOPBACK, 0))
+            try:
+                s.bind((LOOPBACK, rng.randrange(PORT_FLOOR, low) if low > PORT_FLOOR + 1000
+                        else 0))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
+        if len(socks) < count:
+            raise PbxError(f"no {count} free loopback ports below {low}")
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
