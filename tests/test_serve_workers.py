@@ -80,7 +80,9 @@ def test_two_workers_one_count_and_a_dead_worker_is_replaced(backend, pg_server,
         assert scraped["sentinelle_check_seconds_count"] == 80
         victim = next(iter(_workers(serve)))
         os.kill(victim, signal.SIGKILL)
-        _wait(lambda: len(_workers(serve)) == 2 and victim not in _workers(serve))
+        # One reading of the log per poll: two could see the victim still
+        # alive (SIGKILL lands a moment after kill() returns), then gone.
+        _wait(lambda: len(alive := _workers(serve)) == 2 and victim not in alive)
         assert any(line.get("msg") == "worker died: restarting" for line in serve.log_lines())
         after = asyncio.run(probe(serve.port, NUMBERS[0]))
         assert after.verdict == "BLOCK" and "R-30" in after.rules
