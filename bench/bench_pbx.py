@@ -303,13 +303,12 @@ def proc_cpu_s(pid: int, children: bool = False) -> float:
 
 
 # The classic AGI as Asterisk would start it (`sentinelle-agi` is
-# stdio.main(): GC off, then the check), clock frozen like the service's.
+# stdio.main(): GC off, the check, a quick exit), clock frozen like the service's.
 CLASSIC_AGI = """import gc
 gc.disable()
-import sys
 from sentinelle.core.clock import frozen, parse_instant
 from sentinelle.pbx.stdio import main
-sys.exit(main(frozen(parse_instant({frozen!r}))))
+main(frozen(parse_instant({frozen!r})))
 """
 
 

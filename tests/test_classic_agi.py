@@ -1,5 +1,6 @@
 """The classic per-call AGI (`sentinelle-agi`, `sentinelle agi`): what it
-imports (its start-up is every call's post-dial delay), its holiday cache,
+imports (its start-up is every call's post-dial delay), its start-up cache
+(holiday calendars and +33 number validity),
 stdin/stdout that are files rather than pipes, that it answers exactly as
 the FastAGI `check` route does, and that it fails closed."""
 
@@ -9,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import random
 import re
 import shutil
 import sqlite3
@@ -21,9 +23,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sentinelle.config import Config
-from sentinelle.core import calendar
+from sentinelle.core import calendar, numbers
 from sentinelle.core.clock import frozen
-from sentinelle.pbx import classic, holiday_cache, wire
+from sentinelle.pbx import classic, startup_cache, wire
 from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import ConsentProof, Store
 from tests.helpers.fakeasterisk import call, headers_for
@@ -32,7 +34,7 @@ PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
 BIN = Path(sys.executable).parent
 HEAVY = ("matplotlib", "numpy", "rich", "httpx", "aiohttp", "prometheus_client", "click",
-         "sqlite_utils", "holidays", "sentinelle.cli", "sentinelle.http", "sentinelle.service",
+         "sqlite_utils", "holidays", "phonenumbers", "hashlib", "sentinelle.cli", "sentinelle.http", "sentinelle.service",
          "sentinelle.pbx.server", "asyncio", "panoramisk", "concurrent", "ssl",
          "sentinelle.pbx.routes", "sentinelle.pbx.agi", "sentinelle.pbx.session")
 
@@ -45,19 +47,22 @@ def _session(number: str = "0612345678", campaign: str = "service") -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_calendars():
-    """The cache preloads calendars into the process: leave none behind."""
+    """The cache preloads calendars and the number table into the process:
+    leave none behind."""
     yield
     calendar._PRELOADED.clear()
     calendar._calendar.cache_clear()
+    numbers.forget_fr_validity()
 
 
 @pytest.mark.sqlite_only
 def test_classic_agi_imports_only_what_a_check_needs(config_path, store, tmp_path):
     """Run the console script's code in a subprocess, as Asterisk would, and
     list the modules loaded after the check. The first call builds the
-    holiday cache (importing `holidays`); every later one reads it."""
+    start-up cache (importing `holidays` and `phonenumbers`); every later
+    one reads it."""
     probe = ("import gc, json, sys\n"
-             "from sentinelle.pbx.stdio import main\n"
+             "from sentinelle.pbx.stdio import one_call as main\n"
              "before = sorted(sys.modules)\n"
              "rc = main()\n"
              f"json.dump([before, sorted(sys.modules), gc.isenabled()], "
@@ -78,7 +83,7 @@ def test_classic_agi_imports_only_what_a_check_needs(config_path, store, tmp_pat
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY
                    or any(m.startswith(h + ".") for h in HEAVY))
     assert heavy == []
-    assert Path(store.path + holiday_cache.SUFFIX).exists()
+    assert Path(store.path + startup_cache.SUFFIX).exists()
     decisions = store.timeline("+33612345678")["decisions"]
     assert [d["source"] for d in decisions] == ["agi", "agi"]
 
@@ -121,45 +126,82 @@ def test_dev_null_and_closed_streams_exit_cleanly(config_path, store, tmp_path):
     assert store.count("decisions") == 0
 
 
-# -- the holiday cache ---------------------------------------------------------
+# -- the start-up cache ----------------------------------------------------------
 
 def _db(tmp_path: Path) -> str:
     return str(tmp_path / "s.db")
 
 
 def test_cache_is_built_then_used_without_computing(tmp_path, monkeypatch):
-    assert holiday_cache.use(_db(tmp_path), NOW) == "rebuilt"
+    assert startup_cache.use(_db(tmp_path), NOW) == "rebuilt"
     calendar._PRELOADED.clear()
 
     def forbidden(subdiv, year):
         raise AssertionError(f"computed {subdiv} {year} despite the cache")
 
     monkeypatch.setattr(calendar, "compute_days", forbidden)
-    assert holiday_cache.use(_db(tmp_path), NOW) == "hit"
+    assert startup_cache.use(_db(tmp_path), NOW) == "hit"
     assert calendar.holiday(calendar.Territory.FR, date(2026, 12, 25)) == "Christmas Day"
     assert calendar.holiday(calendar.Territory.FR, date(2026, 12, 26)) == "Saint Stephen's Day"
     assert calendar.holiday(calendar.Territory.RE, date(2027, 12, 20)) is not None
     assert calendar.holiday(calendar.Territory.FR, date(2026, 12, 1)) is None
 
 
-def test_cache_holds_exactly_what_holidays_computes(tmp_path):
-    holiday_cache.use(_db(tmp_path), NOW)
-    loaded = holiday_cache.load(Path(_db(tmp_path) + holiday_cache.SUFFIX), [2025, 2026, 2027])
-    assert loaded == holiday_cache.build([2025, 2026, 2027])
+def test_cache_holds_exactly_what_the_packages_compute(tmp_path):
+    startup_cache.use(_db(tmp_path), NOW)
+    calendars, table = startup_cache.load(Path(_db(tmp_path) + startup_cache.SUFFIX),
+                                          [2025, 2026, 2027])
+    assert calendars == startup_cache.build([2025, 2026, 2027])
+    assert table == numbers.fr_validity_table()
 
 
-@pytest.mark.parametrize("change", ["version", "holidays", "year"])
+def test_the_number_table_answers_as_phonenumbers(tmp_path):
+    """Every 5-digit +33 prefix with a random tail, read off the cached
+    table in a process that never asks phonenumbers, against phonenumbers."""
+    import phonenumbers
+
+    startup_cache.use(_db(tmp_path), NOW)
+    numbers.forget_fr_validity()
+    _, table = startup_cache.load(Path(_db(tmp_path) + startup_cache.SUFFIX), [2025, 2026, 2027])
+    assert table is not None
+    numbers.preload_fr_validity(*table)
+    asked = []
+    real = numbers._phonenumbers_valid_fr
+    numbers._phonenumbers_valid_fr = lambda nsn: asked.append(nsn) or real(nsn)  # type: ignore[assignment]
+    try:
+        rng = random.Random(15)
+        valid = 0
+        for prefix in range(10_000, 100_000):
+            nsn = f"{prefix}{rng.randrange(10_000):04d}"
+            want = phonenumbers.is_valid_number(
+                phonenumbers.PhoneNumber(country_code=33, national_number=int(nsn)))
+            assert numbers._valid_metropolitan(nsn) is want, nsn
+            valid += want
+    finally:
+        numbers._phonenumbers_valid_fr = real  # type: ignore[assignment]
+    assert asked == []
+    assert 50_000 < valid < 90_000  # both answers occur, in bulk
+
+
+def test_a_table_of_the_wrong_size_is_refused():
+    with pytest.raises(ValueError, match="does not fit"):
+        numbers.preload_fr_validity(5, b"\xff" * 100)
+
+
+@pytest.mark.parametrize("change", ["version", "holidays", "phonenumbers", "year"])
 def test_cache_is_rebuilt_when_a_version_or_the_year_changes(change, tmp_path, monkeypatch):
-    holiday_cache.use(_db(tmp_path), NOW)
+    startup_cache.use(_db(tmp_path), NOW)
     now = NOW
     if change == "version":
-        monkeypatch.setattr(holiday_cache, "__version__", "9.9.9")
-    elif change == "holidays":
-        monkeypatch.setattr(holiday_cache, "holidays_identity", lambda: "another holidays")
+        monkeypatch.setattr(startup_cache, "__version__", "9.9.9")
+    elif change in ("holidays", "phonenumbers"):
+        real = startup_cache.package_identity
+        monkeypatch.setattr(startup_cache, "package_identity",
+                            lambda name: f"another {name}" if name == change else real(name))
     else:
         now = datetime(2027, 1, 2, 10, 30, tzinfo=PARIS)
-    assert holiday_cache.use(_db(tmp_path), now) == "rebuilt"
-    assert holiday_cache.use(_db(tmp_path), now) == "hit"
+    assert startup_cache.use(_db(tmp_path), now) == "rebuilt"
+    assert startup_cache.use(_db(tmp_path), now) == "hit"
 
 
 def _corrupt(path: Path, how: str) -> None:
@@ -175,28 +217,50 @@ def _corrupt(path: Path, how: str) -> None:
     elif how == "edited-with-crc":  # consistent checksum, but a date of the wrong year
         data = json.loads(text)
         data["calendars"]["-|2026"]["2031-05-05"] = "Invented Day"
-        data["crc"] = holiday_cache._crc(data["calendars"])
+        data["crc"] = startup_cache._crc(data["calendars"], data["numbers"])
+        path.write_text(json.dumps(data))
+    elif how == "table-edited":  # a range turned valid, checksum left as it was
+        data = json.loads(text)
+        bits = data["numbers"]["bits"]
+        data["numbers"]["bits"] = ("B" if bits[0] == "A" else "A") + bits[1:]
+        path.write_text(json.dumps(data))
+    elif how == "table-short":  # consistent checksum, a table cut short
+        data = json.loads(text)
+        data["numbers"]["bits"] = data["numbers"]["bits"][:-8]
+        data["crc"] = startup_cache._crc(data["calendars"], data["numbers"])
         path.write_text(json.dumps(data))
     elif how == "list":
         path.write_text("[]")
 
 
-@pytest.mark.parametrize("how", ["garbage", "truncated", "edited", "edited-with-crc", "list"])
+@pytest.mark.parametrize("how", ["garbage", "truncated", "edited", "edited-with-crc", "list",
+                                 "table-edited", "table-short"])
 def test_a_corrupt_cache_is_ignored_and_rewritten(how, tmp_path):
-    holiday_cache.use(_db(tmp_path), NOW)
-    path = Path(_db(tmp_path) + holiday_cache.SUFFIX)
+    startup_cache.use(_db(tmp_path), NOW)
+    path = Path(_db(tmp_path) + startup_cache.SUFFIX)
     _corrupt(path, how)
     calendar._PRELOADED.clear()
-    assert holiday_cache.use(_db(tmp_path), NOW) == "rebuilt"
+    assert startup_cache.use(_db(tmp_path), NOW) == "rebuilt"
     assert calendar.holiday(calendar.Territory.FR, date(2026, 12, 25)) == "Christmas Day"
     assert calendar.holiday(calendar.Territory.FR, date(2031, 5, 5)) is None
-    assert holiday_cache.use(_db(tmp_path), NOW) == "hit"
+    assert startup_cache.use(_db(tmp_path), NOW) == "hit"
 
 
 def test_an_unwritable_directory_only_means_computing(tmp_path):
-    assert holiday_cache.use(str(tmp_path / "missing-dir" / "s.db"), NOW) == "computed"
+    """Computing the calendars, and no number table: it costs ~0.8 s to build,
+    and a process that cannot keep it would pay that at every call."""
+    assert startup_cache.use(str(tmp_path / "missing-dir" / "s.db"), NOW) == "computed"
     assert calendar.holiday(calendar.Territory.FR, date(2026, 12, 25)) == "Christmas Day"
-    assert holiday_cache.use(":memory:", NOW) == "off"
+    assert numbers._FR_TABLE is None
+    assert numbers.parse("0612345678").e164 == "+33612345678"
+    assert startup_cache.use(":memory:", NOW) == "off"
+
+
+def test_the_holidays_only_cache_of_earlier_versions_is_removed(tmp_path):
+    old = Path(_db(tmp_path) + startup_cache.OLD_SUFFIX)
+    old.write_text("{}")
+    assert startup_cache.use(_db(tmp_path), NOW) == "rebuilt"
+    assert not old.exists()
 
 
 def test_consented_call_through_sentinelle_agi_with_the_cache(config_path, store, tmp_path):
@@ -574,7 +638,7 @@ def test_a_check_loads_neither_the_disposition_nor_the_outcome_code(config_path,
     """A check is the call's post-dial delay: the two other routes' code is
     loaded only by the processes that run them."""
     probe = ("import sys\n"
-             "from sentinelle.pbx.stdio import main\n"
+             "from sentinelle.pbx.stdio import one_call as main\n"
              "rc = main()\n"
              "print('LOADED', file=sys.stderr, *[sorted(m for m in sys.modules if m in "
              "('sentinelle.pbx.dispositions', 'sentinelle.pbx.outcomes', 'sentinelle.facts'))])\n"
@@ -585,3 +649,27 @@ def test_a_check_loads_neither_the_disposition_nor_the_outcome_code(config_path,
     assert r.returncode == 0, r.stderr
     assert 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"' in r.stdout
     assert "LOADED []" in r.stderr
+
+
+@pytest.mark.sqlite_only
+def test_an_outcome_loads_neither_the_rules_nor_phonenumbers(config_path, store):
+    """The hangup handler starts an outcome process for every call: it
+    records what became of the call, and has no use for the rules, the
+    guard or phonenumbers (the campaigns' caller IDs are read off the
+    start-up cache, which the first call built)."""
+    probe = ("import sys\n"
+             "from sentinelle.pbx.stdio import one_call\n"
+             "rc = one_call()\n"
+             "print('LOADED', file=sys.stderr, *[sorted(m for m in sys.modules if m in "
+             "('sentinelle.guard', 'sentinelle.core.rules', 'sentinelle.pbx.verdict', "
+             "'phonenumbers', 'holidays'))])\n"
+             "sys.exit(rc)\n")
+    env = {"SENTINELLE_CONFIG": str(config_path), "PATH": "/usr/bin:/bin"}
+    outcome = dict(headers_for("0612345678"), agi_network_script="outcome", agi_arg_1="nosuch")
+    for session, seen in ((_session(), None), (_classic_session(outcome).decode(), "LOADED []")):
+        r = subprocess.run([sys.executable, "-c", probe], input=session, capture_output=True,
+                           text=True, timeout=60, env=env, cwd="/")
+        assert r.returncode == 0, r.stderr
+        if seen:
+            assert 'SET VARIABLE SENTINELLE_OUTCOME "ERROR"' in r.stdout
+            assert seen in r.stderr

@@ -182,7 +182,7 @@ DEFAULT_PROFESSIONAL = "default"
 DEFAULT_CAMPAIGN = "default"
 
 
-def _defaults() -> Config:
+def default_config() -> Config:
     return Config(
         professionals={DEFAULT_PROFESSIONAL: Professional(DEFAULT_PROFESSIONAL)},
         campaigns={DEFAULT_CAMPAIGN: Campaign(DEFAULT_CAMPAIGN, DEFAULT_PROFESSIONAL)},
@@ -201,16 +201,25 @@ def find_config(explicit: str | None) -> Path | None:
 
 
 def load_config(explicit: str | None = None) -> Config:
+    found = read_config(explicit)
+    return default_config() if found is None else parse_config(*found)
+
+
+def read_config(explicit: str | None = None) -> tuple[_Table, Path, str] | None:
+    """(the TOML's tables, its directory, its path) for `parse_config`, or
+    None when no file is found (the defaults). Apart from parsing so that
+    the classic AGI can find its store, and the start-up cache beside it,
+    before the campaigns' caller IDs are read."""
     path = find_config(explicit)
     if path is None:
-        return _defaults()
+        return None
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("--config", "no such file", subject=f"config file {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("<file>", f"invalid TOML: {exc}", subject=f"config file {path}") from None
-    return parse_config(raw, base_dir=path.parent, source=str(path))
+    return raw, path.parent, str(path)
 
 
 # -- validation -------------------------------------------------------------
@@ -418,9 +427,8 @@ def _store_url(store: StoreConfig, base_dir: Path) -> StoreConfig:
     return replace(store, url=url)
 
 
-def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>") -> Config:
-    _check_keys(raw, "<top>", {"store", "policy", "professionals", "campaigns", "server", "ari",
-                               "metrics", "http"})
+def parse_store(raw: _Table, base_dir: Path = Path(".")) -> StoreConfig:
+    """The [store] section alone, paths made absolute against `base_dir`."""
     store = StoreConfig(**_section(_table(raw, "store"), "store", StoreConfig))
     store = _store_url(store, base_dir)
     if store.path != ":memory:" and not Path(store.path).is_absolute():
@@ -431,7 +439,13 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
         raise ConfigError("store.pool_size", f"must be >= 1, got {store.pool_size!r}")
     if store.busy_timeout_ms < 0:
         raise ConfigError("store.busy_timeout_ms", f"must be >= 0, got {store.busy_timeout_ms!r}")
+    return store
 
+
+def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>") -> Config:
+    _check_keys(raw, "<top>", {"store", "policy", "professionals", "campaigns", "server", "ari",
+                               "metrics", "http"})
+    store = parse_store(raw, base_dir)
     policy = Policy(**_section(_table(raw, "policy"), "policy", Policy))
     for key in ("consent_max_age_days", "bloctel_max_age_days", "retention_days"):
         _positive(getattr(policy, key), f"policy.{key}")
@@ -460,7 +474,7 @@ def parse_config(raw: _Table, base_dir: Path = Path("."), source: str = "<dict>"
             raise ConfigError(f"{prefix}.professional", f"unknown professional {pro!r}")
         campaigns[name] = Campaign(name, pro, **values)
     if not campaigns:
-        defaults = _defaults()
+        defaults = default_config()
         professionals = professionals or dict(defaults.professionals)
         if DEFAULT_PROFESSIONAL not in professionals:
             raise ConfigError("campaigns", "at least one campaign is required")

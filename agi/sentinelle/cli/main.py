@@ -7,8 +7,6 @@ module imports another and there is no import circle.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from sentinelle import __version__, logs
@@ -47,7 +45,7 @@ def agi_main() -> None:
     kept for installs whose script still points here."""
     from sentinelle.pbx.stdio import main as stdio_main
 
-    sys.exit(stdio_main())
+    stdio_main()
 
 
 if __name__ == "__main__":  # pragma: no cover

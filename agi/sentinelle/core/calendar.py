@@ -152,7 +152,7 @@ def compute_days(subdiv: str | None, year: int) -> dict[date, str]:
 
 def preload(calendars: Mapping[tuple[str | None, int], Mapping[date, str]]) -> None:
     """Use these calendars instead of computing them. The caller vouches
-    that they are what `compute_days` returns (see pbx.holiday_cache, which
+    that they are what `compute_days` returns (see pbx.startup_cache, which
     checks versions and integrity before it calls this)."""
     _PRELOADED.update(calendars)
     _calendar.cache_clear()

@@ -40,10 +40,11 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache, lru_cache
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import phonenumbers
-from phonenumbers import PhoneMetadata, PhoneNumber, PhoneNumberDesc, PhoneNumberType
+if TYPE_CHECKING:
+    from phonenumbers import PhoneNumber
 
 try:  # the regex parser of the standard library, to read the metadata's patterns
     import re._constants as _C  # type: ignore[import-not-found]
@@ -152,12 +153,26 @@ _FRENCH_CODES = frozenset({33} | {cc for cc, _, _ in _OVERSEAS.values()})
 # +590 is shared (see the module docstring); phonenumbers' regions for it.
 _SHARED_590 = {"GP": Territory.GP, "MF": Territory.MF, "BL": Territory.BL}
 
-_TYPE_TO_KIND = {
-    PhoneNumberType.FIXED_LINE: Kind.FIXED,
-    PhoneNumberType.MOBILE: Kind.MOBILE,
+
+
+@cache
+def _pn() -> ModuleType:
+    """phonenumbers, imported on first use: ~20 ms of a per-call process's
+    start-up, which a metropolitan number read off a preloaded table
+    (`preload_fr_validity`) never needs."""
+    import phonenumbers
+
+    return phonenumbers
+
+
+def _kind_of_type(number_type: int) -> Kind:
+    types = _pn().PhoneNumberType
+    if number_type == types.FIXED_LINE:
+        return Kind.FIXED
     # Cautious for R-41: if it might be a mobile, a caller ID must not use it.
-    PhoneNumberType.FIXED_LINE_OR_MOBILE: Kind.MOBILE,
-}
+    if number_type in (types.MOBILE, types.FIXED_LINE_OR_MOBILE):
+        return Kind.MOBILE
+    return Kind.NON_GEOGRAPHIC
 
 
 def parse(raw: str, outside_prefix: str = "") -> Number:
@@ -244,6 +259,7 @@ def _international(raw: str, plus: str) -> Number:
             if not _NATIONAL.fullmatch(national):
                 raise NumberError(raw, f"+{cc} number of the wrong length for the French plan")
             return _french(raw, national, cc)
+    phonenumbers = _pn()
     try:
         pn = phonenumbers.parse(plus, None)
     except phonenumbers.NumberParseException as exc:
@@ -269,13 +285,13 @@ def _french(raw: str, national: str, written_cc: int | None) -> Number:
     if written_cc not in (None, 33, cc):
         raise NumberError(raw, f"prefix {national[:4]} belongs to +{cc}, not +{written_cc}")
     nsn = national[4:] if cc == 508 else national[1:]
-    pn = PhoneNumber(country_code=cc, national_number=int(nsn))
     if cc == 508:
         # Saint-Pierre-et-Miquelon has no fixed prefix telling mobile from fixed,
         # so validity and type come from phonenumbers.
-        if not phonenumbers.is_valid_number(pn):
+        pn = _pn().PhoneNumber(country_code=cc, national_number=int(nsn))
+        if not _pn().is_valid_number(pn):
             raise NumberError(raw, "not a valid Saint-Pierre-et-Miquelon (+508) number")
-        kind = _TYPE_TO_KIND.get(phonenumbers.number_type(pn), Kind.NON_GEOGRAPHIC)
+        kind = _kind_of_type(_pn().number_type(pn))
     else:
         # The Arcep prefix plus the 10-digit length (always a possible number)
         # is enough; phonenumbers' validity lists lag Arcep (+596 596... and
@@ -283,7 +299,8 @@ def _french(raw: str, national: str, written_cc: int | None) -> Number:
         kind = table_kind or Kind.FIXED
     territories = frozenset({territory})
     if cc == 590:
-        territory, territories = _islands_590(pn)
+        territory, territories = _islands_590(_pn().PhoneNumber(country_code=cc,
+                                                                national_number=int(nsn)))
     return Number(raw, f"+{cc}{nsn}", kind, territory, national, territories)
 
 
@@ -292,6 +309,7 @@ def _islands_590(pn: PhoneNumber) -> tuple[Territory, frozenset[Territory]]:
     matters: ``region_code_for_number`` stops at the first match, which put
     Saint-Martin's 0590 87 on Saint-Barthélemy's calendar and every 0690
     mobile on Guadeloupe's."""
+    phonenumbers = _pn()
     listed = frozenset(t for region, t in _SHARED_590.items()
                        if phonenumbers.is_valid_number_for_region(pn, region))
     first = _SHARED_590.get(phonenumbers.region_code_for_number(pn) or "", Territory.GP)
@@ -324,21 +342,70 @@ def _metropolitan(raw: str, national: str) -> Number:
 
 _VALID_FR: dict[tuple[int, str], bool] = {}
 _VALID_FR_MAX = 200_000  # prefixes kept; cleared when full
+# Every 9-digit +33 number's validity, read off its first `depth` digits: a
+# bit per prefix from 10**(depth-1), as `fr_validity_table` builds it. Handed
+# in by a per-call process from its start-up cache (pbx.startup_cache), so
+# that it needs neither phonenumbers nor its ~10 us per new prefix.
+_FR_TABLE: tuple[int, bytes] | None = None
+FR_NSN_LENGTH = 9
 
 
 def _valid_metropolitan(nsn: str) -> bool:
     """phonenumbers.is_valid_number for +33 `nsn` (9 digits, first not 0),
     shared by the numbers whose decisive leading digits are the same."""
+    if _FR_TABLE is not None and len(nsn) == FR_NSN_LENGTH:
+        lead, bits = _FR_TABLE
+        index = int(nsn[:lead]) - 10 ** (lead - 1)
+        return bool(bits[index >> 3] >> (index & 7) & 1)
     depth = _metropolitan_depth()
     key = (len(nsn), nsn if depth is None else nsn[:depth])
     valid = _VALID_FR.get(key)
     if valid is None:
-        valid = bool(phonenumbers.is_valid_number(
-            PhoneNumber(country_code=33, national_number=int(nsn))))
+        valid = _phonenumbers_valid_fr(nsn)
         if len(_VALID_FR) >= _VALID_FR_MAX:
             _VALID_FR.clear()
         _VALID_FR[key] = valid
     return valid
+
+
+def _phonenumbers_valid_fr(nsn: str) -> bool:
+    pn = _pn()
+    return bool(pn.is_valid_number(pn.PhoneNumber(country_code=33, national_number=int(nsn))))
+
+
+def fr_validity_table() -> tuple[int, bytes] | None:
+    """(depth, bits): the validity of every 9-digit +33 number by its first
+    `depth` digits, from phonenumbers (~0.8 s); None when the metadata's
+    patterns do not say how many digits decide (then nothing is shared)."""
+    depth = _metropolitan_depth()
+    if depth is None or not 1 <= depth <= FR_NSN_LENGTH:
+        return None
+    first = 10 ** (depth - 1)
+    bits = bytearray((9 * first + 7) // 8)
+    pad = "0" * (FR_NSN_LENGTH - depth)
+    for index in range(9 * first):
+        if _phonenumbers_valid_fr(f"{first + index}{pad}"):
+            bits[index >> 3] |= 1 << (index & 7)
+    return depth, bytes(bits)
+
+
+def preload_fr_validity(depth: int, bits: bytes) -> None:
+    """Use this table (from `fr_validity_table`, same phonenumbers) for
+    metropolitan validity. The caller vouches for it (pbx.startup_cache
+    checks the versions and a checksum first); a table of the wrong size
+    for `depth` is a ValueError."""
+    global _FR_TABLE
+    if not 1 <= depth <= FR_NSN_LENGTH or len(bits) != (9 * 10 ** (depth - 1) + 7) // 8:
+        raise ValueError(f"a validity table of {len(bits)} bytes does not fit depth {depth}")
+    _FR_TABLE = (depth, bits)
+    _parse.cache_clear()
+
+
+def forget_fr_validity() -> None:
+    """Back to phonenumbers (tests)."""
+    global _FR_TABLE
+    _FR_TABLE = None
+    _parse.cache_clear()
 
 
 @cache
@@ -347,12 +414,13 @@ def _metropolitan_depth() -> int | None:
     alone): the largest of the patterns' own, or None if one cannot say."""
     if _sre is None:
         return None
-    metadata = PhoneMetadata.metadata_for_region("FR")
+    phonenumbers = _pn()
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region("FR")
     if metadata is None or phonenumbers.region_codes_for_country_code(33) != ("FR",):
         return None
     depths = [_decisive_digits(desc.national_number_pattern)
               for desc in vars(metadata).values()
-              if isinstance(desc, PhoneNumberDesc) and desc.national_number_pattern]
+              if isinstance(desc, phonenumbers.PhoneNumberDesc) and desc.national_number_pattern]
     if not depths or any(d is None for d in depths):
         return None
     return max(d for d in depths if d is not None)

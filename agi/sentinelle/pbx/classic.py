@@ -8,7 +8,7 @@ event loop for one dialogue of a few lines cost ~50 ms of imports per call)
 and no panoramisk: the dialogue is blocking reads and writes, each bounded
 by the request's deadline with `select`. The store comes without
 sqlite-utils (only a schema upgrade needs it), and the holiday calendars
-from a cache file beside the store (see `holiday_cache`), so `holidays` is
+from a cache file beside the store (see `startup_cache`), so `holidays` is
 not imported either. `tests/test_classic_agi.py` keeps it that way, and
 checks that this path and the FastAGI `check` route give the same variables
 and the same store records for the same requests.
@@ -46,18 +46,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from sentinelle import logs
-from sentinelle.config import Config, ConfigError, load_config
-from sentinelle.core.model import Decision
-from sentinelle.core.rules import SYS_TIMEOUT
-from sentinelle.guard import Request, check, fault
+from sentinelle.config import Config, ConfigError, default_config, parse_config, parse_store, read_config
 from sentinelle.pbx import channelvars as agivars
-from sentinelle.pbx import holiday_cache, wire
-from sentinelle.pbx.verdict import answer_values, build_request
+from sentinelle.pbx import startup_cache, wire
 from sentinelle.store import Backend, StoreError
 from sentinelle.store.handle import StoreHandle
+
+if TYPE_CHECKING:  # the check's code is loaded by the check alone (see `_check`)
+    from sentinelle.core.model import Decision
+    from sentinelle.guard import Request
 
 log = logging.getLogger("sentinelle.agi")
 
@@ -219,6 +219,9 @@ def decide(config: Config, handle: StoreHandle, request: Request, deadline: floa
     bounded by what is left of the deadline; SYS-TIMEOUT (nothing recorded)
     when too little is left to start. A store that cannot be opened is the
     guard's SYS-STORE block, as on the FastAGI service."""
+    from sentinelle.core.rules import SYS_TIMEOUT
+    from sentinelle.guard import check, fault
+
     left_ms = int((deadline - time.monotonic() - MARGIN_S) * 1000)
     if left_ms <= 0:
         return fault(config, request, SYS_TIMEOUT, "check exceeded server.request_timeout_s",
@@ -262,9 +265,7 @@ def session(config: Config, clock: Callable[[], datetime], channel: StdioChannel
         elif name == agivars.ROUTE_OUTCOME:
             values = _outcome(config, clock, headers, handle, deadline)
         else:
-            decision = _check(config, clock, channel, headers, handle, deadline)
-            stats.decisions[decision.verdict.value] += 1
-            values = answer_values(decision)
+            values = _check(config, clock, channel, headers, handle, deadline, stats)
         answer_by = time.monotonic() + max(ANSWER_MIN_S, deadline - time.monotonic())
         for var, value in values:
             channel.command(wire.set_variable(var, value), answer_by)
@@ -274,13 +275,21 @@ def session(config: Config, clock: Callable[[], datetime], channel: StdioChannel
 
 
 def _check(config: Config, clock: Callable[[], datetime], channel: StdioChannel,
-           headers: dict[str, str], handle: StoreHandle, deadline: float) -> Decision:
+           headers: dict[str, str], handle: StoreHandle, deadline: float,
+           stats: Stats) -> list[tuple[str, str]]:
+    """AGI(.../check,NUMBER,CAMPAIGN). The rules and the guard are imported
+    here: the hangup handler's outcome process, one per call too, has no
+    use for them (~15 ms of its start-up)."""
+    from sentinelle.pbx.verdict import answer_values, build_request
+
     campaign = headers.get(wire.ARG_2, "").strip()
     if not campaign:
         campaign = wire.variable_value(channel.command(f"GET VARIABLE {agivars.CAMPAIGN}",
                                                        deadline))
     request = build_request(headers, campaign, clock(), "agi")
-    return decide(config, handle, request, deadline)
+    decision = decide(config, handle, request, deadline)
+    stats.decisions[decision.verdict.value] += 1
+    return answer_values(decision)
 
 
 def _store(config: Config, handle: StoreHandle,
@@ -333,14 +342,20 @@ def _outcome(config: Config, clock: Callable[[], datetime], headers: dict[str, s
 
 def run(config: Config, clock: Callable[[], datetime], stdin: IO[bytes] | None = None,
         stdout: IO[bytes] | None = None, stats: Stats | None = None) -> int:
-    """The check for one call, with the holiday calendars from their cache;
-    an exit code. Shared by `sentinelle-agi` and `sentinelle agi`."""
+    """The check for one call, with the holiday calendars and the number
+    table from their cache; an exit code. For `sentinelle agi`, whose
+    config is read before it starts."""
+    startup_cache.use(config.store.path, clock())
+    return _one_call(config, clock, stdin, stdout, stats)
+
+
+def _one_call(config: Config, clock: Callable[[], datetime], stdin: IO[bytes] | None = None,
+              stdout: IO[bytes] | None = None, stats: Stats | None = None) -> int:
     try:
         channel = StdioChannel.open(stdin, stdout)
     except OSError as exc:  # stdin/stdout unusable (closed, a directory...)
         print(f"error: classic AGI cannot use stdin/stdout: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    holiday_cache.use(config.store.path, clock())
     try:
         session(config, clock, channel, stats or Stats())
     except (OSError, wire.AgiError) as exc:
@@ -357,9 +372,15 @@ def main(clock: Callable[[], datetime] | None = None) -> int:
     from sentinelle.core.clock import system_clock
 
     logs.setup("WARNING")
+    clock = clock or system_clock
     try:
-        config = load_config(None)
+        found = read_config(None)
+        # The cache first: reading the campaigns' caller IDs asks for the
+        # validity of +33 numbers, which it holds.
+        store = parse_store(*found[:2]) if found is not None else default_config().store
+        startup_cache.use(store.path, clock())
+        config = parse_config(*found) if found is not None else default_config()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return run(config, clock or system_clock)
+    return _one_call(config, clock)

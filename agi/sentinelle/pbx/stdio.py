@@ -13,9 +13,12 @@ lives for one call.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
+import sys
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -24,12 +27,30 @@ if TYPE_CHECKING:
     from sentinelle.pbx.classic import Stats
 
 
-def main(clock: Callable[[], datetime] | None = None) -> int:
+def main(clock: Callable[[], datetime] | None = None) -> NoReturn:
     """Console script `sentinelle-agi`. argv is the call's (NUMBER CAMPAIGN,
     repeated in the agi_arg_N headers, which are what counts) so it carries
     no option: the config comes from $SENTINELLE_CONFIG (set it in
     Asterisk's environment), else ./sentinelle.toml, else the defaults.
-    `clock` is for benchmarks (a frozen one); Asterisk never passes it."""
+    `clock` is for benchmarks (a frozen one); Asterisk never passes it.
+
+    The process then ends without the interpreter's teardown (freeing every
+    module and object: 10-15 ms of CPU per call measured here), since by
+    then the store is closed and the answer written: only what Python
+    still buffers is flushed first."""
+    code = one_call(clock)
+    import logging  # loaded by the call already
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream has nothing to flush
+            stream.flush()
+    os._exit(code)
+
+
+def one_call(clock: Callable[[], datetime] | None = None) -> int:
+    """`main`'s work without its quick exit (tests look at the process
+    afterwards): the GC off, then the call."""
     gc.disable()
     from sentinelle.pbx import classic
 
@@ -46,6 +67,4 @@ def run(config: Config, clock: Callable[[], datetime], stdin: IO[bytes] | None =
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    sys.exit(main())
+    main()

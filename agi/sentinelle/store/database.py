@@ -13,7 +13,6 @@ cannot drift apart in meaning: the same tests run on both.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
@@ -43,7 +42,11 @@ class Tx(Protocol):
 def key_lock_id(professional: str, e164: str) -> int:
     """A signed 64-bit id for the (professional, callee) pair, the same on every
     host and process (Python's hash() is salted per process): the key of
-    PostgreSQL's advisory lock that serialises check-and-record (R-30)."""
+    PostgreSQL's advisory lock that serialises check-and-record (R-30).
+    hashlib is imported here: it loads OpenSSL (~3 ms), which a classic
+    AGI process on SQLite never needs."""
+    import hashlib
+
     digest = hashlib.blake2b(f"{professional}\x00{e164}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
