@@ -23,6 +23,8 @@ Scenarios (each on a fresh copy of the store and a fresh service):
   (bind-mounted by the harness, `Pbx(host_root=True)`) and runs the venv's
   Python: that hop (sh + chroot exec, ~2 ms) is counted in the round trip.
   CPU: the AGI processes' time is Asterisk's children's (reaped by it).
+- `classic-check`: as `classic` without the hangup handler's outcome
+  process (its script ends at once): the check's own cost.
 - `outbound`: Local/<n>@bench-outbound, which only pushes a hangup handler
   and takes t0, then Goto(outbound,${EXTEN},1): the unchanged guarded
   [outbound] context of the harness (GoSub(sentinelle-check), then
@@ -93,6 +95,14 @@ exten => _[0-9+].,1,Set(CHANNEL(hangup_handler_push)=bench-hh,s,1)
 [bench-classic]
 exten => _[0-9+].,1,Set(CHANNEL(hangup_handler_push)=bench-hh,s,1)
  same => n,Set(SENTINELLE_AGI=/run/sentinelle/classic)
+ same => n,Set(bench_t0={NOW})
+ same => n,GoSub(sentinelle-check,s,1(${{EXTEN}},${{campaign}}))
+ same => n,Set(bench_t1={NOW})
+ same => n,Hangup()
+
+[bench-classic-check]
+exten => _[0-9+].,1,Set(CHANNEL(hangup_handler_push)=bench-hh,s,1)
+ same => n,Set(SENTINELLE_AGI=/run/sentinelle/classic-check)
  same => n,Set(bench_t0={NOW})
  same => n,GoSub(sentinelle-check,s,1(${{EXTEN}},${{campaign}}))
  same => n,Set(bench_t1={NOW})
@@ -331,11 +341,11 @@ class Classic:
     `base`, the package comes from that directory (PYTHONPATH) and starts
     as the bench started it before: the baseline, in the same run."""
 
-    def __init__(self, setup: Setup, pbx: Pbx, base: str = "") -> None:
+    def __init__(self, setup: Setup, pbx: Pbx, base: str = "", outcomes: bool = True) -> None:
         self.pbx = pbx
         program = setup.workdir / ("classic_agi_base.py" if base else "classic_agi.py")
         program.write_text((CLASSIC_AGI_BASE if base else CLASSIC_AGI).format(frozen=FROZEN))
-        script = pbx.run_dir / "classic" / "check"
+        script = pbx.run_dir / ("classic" if outcomes else "classic-check") / "check"
         script.parent.mkdir(exist_ok=True)
         path = f"PYTHONPATH={base} " if base else ""
         script.write_text("#!/bin/sh\n"
@@ -344,11 +354,17 @@ class Classic:
         script.chmod(0o755)
         # As shipped (README): the hangup handler's <dir>/outcome is the same
         # program, so the classic path's cost per call includes reporting the
-        # outcome, as it does on a PBX without the service.
+        # outcome, as it does on a PBX without the service. `classic-check`
+        # measures the check alone: its outcome script ends at once.
         for route in ("disposition", "outcome"):
             link = script.parent / route
-            if not link.exists():
+            if link.exists() or link.is_symlink():
+                continue
+            if outcomes:
                 link.symlink_to("check")
+            else:
+                link.write_text("#!/bin/sh\nexit 0\n")
+                link.chmod(0o755)
 
     def cpu_s(self) -> float:
         assert self.pbx.proc is not None
@@ -370,7 +386,8 @@ def run_scenario(pbx: Pbx, setup: Setup, tmp: Path, name: str, context: str,
     stub = name.startswith("stub")
     svc: Service | Stub | Classic = (
         Stub(setup, name) if stub else
-        Classic(setup, pbx, size.get("base_agi", "") if name == "classic-base" else "")
+        Classic(setup, pbx, size.get("base_agi", "") if name == "classic-base" else "",
+                outcomes=name != "classic-check")
         if name.startswith("classic") else
         Service(setup, tmp / f"serve-{name}.log", instrumented=times, variant=variant))
     pairs = setup.pairs()
@@ -488,7 +505,9 @@ def main() -> None:
     ap.add_argument("--duration", type=float)
     ap.add_argument("--concurrency", type=int)
     ap.add_argument("--scenarios",
-                    help="check-only, outbound (sentinelle); classic (the per-call AGI); "
+                    help="check-only, outbound (sentinelle); classic (the per-call AGI, "
+                         "its hangup handler's outcome process included), classic-check (the "
+                         "check process alone); "
                          "stub5, stub2 (a stub responder answering 5 or 2 SET VARIABLE: "
                          "the Asterisk floor)")
     ap.add_argument("--rates", help="comma-separated origination rate limits in calls/s, "
@@ -543,7 +562,7 @@ def main() -> None:
               f"(AMI {pbx.ami_port}, SIP {pbx.sip_port}, run dir {pbx.run_dir})")
         scenarios = {"check-only": "bench-check", "outbound": "bench-outbound",
                      "stub5": "bench-check", "stub2": "bench-check", "classic": "bench-classic",
-                     "classic-base": "bench-classic"}
+                     "classic-base": "bench-classic", "classic-check": "bench-classic-check"}
         if args.capacity:
             capacity = run_capacity(pbx, setup, tmp, size, args, scenarios, results)
         else:
