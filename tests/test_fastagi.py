@@ -449,3 +449,19 @@ def test_timeout_honours_a_fail_open_campaign_given_by_channel_variable(config, 
     assert stats.timeouts == 1
     assert res.verdict == "ALLOW" and res.variables.get("SENTINELLE_RULES", "") == ""
     assert "SYS-TIMEOUT fail-open" in res.variables.get("SENTINELLE_REASON", "")
+
+
+def test_the_service_settles_the_gc_for_its_life_and_restores_it():
+    """What start-up built is frozen out of the collector's sight and young
+    objects are collected less often while the service runs (see
+    `serve.settled_gc`); the process gets its GC back when it stops."""
+    import gc
+
+    from sentinelle.service import serve as service
+
+    before = gc.get_threshold()
+    with service.settled_gc():
+        assert gc.get_threshold() == service.GC_THRESHOLD != before
+        assert gc.get_freeze_count() > 1000
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
