@@ -67,6 +67,7 @@ EXIT_OK, EXIT_USAGE = 0, 2
 # As on the FastAGI worker: no store work starts this close to the deadline
 # (the call is then answered SYS-TIMEOUT and nothing may be recorded for it).
 MARGIN_S = 0.1
+DEADLINE_REACHED = "request deadline reached"
 # As on the FastAGI service (session.ANSWER_MIN_S): once decided, writing
 # the answer back gets at least this long.
 ANSWER_MIN_S = 1.0
@@ -222,16 +223,10 @@ def decide(config: Config, handle: StoreHandle, request: Request, deadline: floa
     from sentinelle.core.rules import SYS_TIMEOUT
     from sentinelle.guard import check, fault
 
-    left_ms = int((deadline - time.monotonic() - MARGIN_S) * 1000)
-    if left_ms <= 0:
+    store, error = _store(config, handle, deadline)
+    if error is DEADLINE_REACHED:  # the constant itself, never a store error that reads alike
         return fault(config, request, SYS_TIMEOUT, "check exceeded server.request_timeout_s",
                      logging.WARNING)
-    error = None
-    store = None
-    try:
-        store = handle.get(min(left_ms, config.store.busy_timeout_ms))
-    except StoreError as exc:
-        error = str(exc)
     return check(config, store, request, store_error=error, busy_raises=False)
 
 
@@ -294,10 +289,12 @@ def _check(config: Config, clock: Callable[[], datetime], channel: StdioChannel,
 
 def _store(config: Config, handle: StoreHandle,
            deadline: float) -> tuple[Backend | None, str | None]:
-    """(store, None), or (None, why) as the FastAGI routes get it."""
+    """(store, None), or (None, why) as the FastAGI routes get it: the lock
+    wait bounded by what is left of the deadline, DEADLINE_REACHED when too
+    little is left to start."""
     left_ms = int((deadline - time.monotonic() - MARGIN_S) * 1000)
     if left_ms <= 0:
-        return None, "request deadline reached"
+        return None, DEADLINE_REACHED
     try:
         return handle.get(min(left_ms, config.store.busy_timeout_ms)), None
     except StoreError as exc:
