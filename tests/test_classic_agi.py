@@ -34,7 +34,8 @@ PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
 BIN = Path(sys.executable).parent
 HEAVY = ("matplotlib", "numpy", "rich", "httpx", "aiohttp", "prometheus_client", "click",
-         "sqlite_utils", "holidays", "phonenumbers", "hashlib", "sentinelle.cli", "sentinelle.http", "sentinelle.service",
+         "sqlite_utils", "holidays", "phonenumbers", "hashlib", "sentinelle.cli", "sentinelle.http",
+         "sentinelle.service",
          "sentinelle.pbx.server", "asyncio", "panoramisk", "concurrent", "ssl",
          "sentinelle.pbx.routes", "sentinelle.pbx.agi", "sentinelle.pbx.session")
 
