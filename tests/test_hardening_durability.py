@@ -565,7 +565,7 @@ def test_full_disk_under_load_blocks_then_recovers(tmp_path, request):
         seed_consents(svc.store, NUMBERS)
         numbers = itertools.cycle(NUMBERS)
         with svc.start():
-            async def scenario() -> tuple[list[Probe], float, float, str, tuple[int, int]]:
+            async def scenario() -> tuple[list[Probe], float, float, str, tuple[int, int], str]:
                 probes: list[Probe] = []
                 stop = asyncio.Event()
                 task = asyncio.create_task(_probing(svc.port, numbers, 16, stop, probes, 0.0))
@@ -576,14 +576,16 @@ def test_full_disk_under_load_blocks_then_recovers(tmp_path, request):
                 full_text = (await asyncio.to_thread(scrape, mport))[1]
                 free_around = (free_before, disk.free_bytes())
                 await asyncio.sleep(1.0)
+                refusing_text = (await asyncio.to_thread(scrape, mport))[1]
                 await asyncio.to_thread(disk.free, FREED_MIB)
                 t_freed = time.monotonic()
                 await asyncio.sleep(4.0)
                 stop.set()
                 await task
-                return probes, t_full, t_freed, full_text, free_around
+                return probes, t_full, t_freed, full_text, free_around, refusing_text
 
-            probes, t_full, t_freed, full_text, free_around = asyncio.run(scenario())
+            probes, t_full, t_freed, full_text, free_around, refusing_text = asyncio.run(
+                scenario())
             svc.kill9()
             svc.start()
             after = [asyncio.run(probe(svc.port, next(numbers))) for _ in range(5)]
@@ -623,6 +625,11 @@ def test_full_disk_under_load_blocks_then_recovers(tmp_path, request):
     assert 0 <= wal < DISK_MIB * 1024 * 1024
     warned = [line for line in svc.log_lines() if line.get("msg", "").startswith("disk almost full")]
     assert warned and warned[0]["free_bytes"] < 64 * 1024 * 1024, "no warning of a disk filling up"
+    # The writes refused for want of checkpoint room, counted after a
+    # second of 16 clients on the full disk (the restarted serve counts
+    # afresh: 0 in the last scrape).
+    assert metric(refusing_text, "sentinelle_store_disk_refusals_total") >= 1, refusing_text
+    assert metric(text, "sentinelle_store_disk_refusals_total") == 0
     report(request, f"disk full at ~{rate:.0f} checks/s on a {DISK_MIB} MiB tmpfs: "
                     f"{len(inside)} checks BLOCK SYS-*; first ALLOW {recovery * 1000:.0f} ms after "
                     f"{FREED_MIB} MiB were freed, {late_ok}/{len(late)} checks answered (ALLOW or "

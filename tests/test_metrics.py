@@ -72,7 +72,8 @@ def test_metrics_scraped_from_serve(config_path, tmp_path, backend):
         proc.terminate()
         proc.wait(10)
     # A SQLite file's own (disk, WAL): a PostgreSQL server is monitored as one.
-    file_only = {"sentinelle_store_disk_free_bytes", "sentinelle_store_wal_bytes"}
+    file_only = {"sentinelle_store_disk_free_bytes", "sentinelle_store_wal_bytes",
+                 "sentinelle_store_disk_refusals_total"}
     for name in METRIC_NAMES:
         assert (f"\n{name}" in body) == (backend == "sqlite" or name not in file_only), name
     assert _value(body, 'sentinelle_decisions_total{rule="",verdict="allow"}') == 1
@@ -82,6 +83,8 @@ def test_metrics_scraped_from_serve(config_path, tmp_path, backend):
     assert _value(body, 'sentinelle_consents_expiring{professional="acme"}') == 1
     assert _value(body, 'sentinelle_consents_expiring{professional="other"}') == 0
     assert _value(body, "sentinelle_store_up") == 1
+    if backend == "sqlite":
+        assert _value(body, "sentinelle_store_disk_refusals_total") == 0
     assert _value(body, "sentinelle_ari_connected") == 0
 
 

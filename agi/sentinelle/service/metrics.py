@@ -32,6 +32,7 @@ from sentinelle.config import Config
 from sentinelle.core.model import PARIS
 from sentinelle.service.tallies import Tallies
 from sentinelle.store import StoreError, is_postgres, open_store
+from sentinelle.store import space as disk_space
 from sentinelle.store.checkpoint import free_bytes, wal_bytes
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ METRIC_NAMES = (
     "sentinelle_store_problem",
     "sentinelle_store_disk_free_bytes",
     "sentinelle_store_wal_bytes",
+    "sentinelle_store_disk_refusals_total",
 )
 
 
@@ -175,7 +177,7 @@ class _StoreCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         config = self.metrics.config
         up = GaugeMetricFamily("sentinelle_store_up", "1 if the store could be read at scrape time.")
         problem = GaugeMetricFamily(
@@ -200,12 +202,19 @@ class _StoreCollector(Collector):
             "SYS-STORE).")
         wal = GaugeMetricFamily("sentinelle_store_wal_bytes",
                                 "Size of the store's -wal file (checkpointed in the background).")
+        # A disk that fills up is refused writes before it is full (store.space):
+        # this counts them, in this process (a SQLite store has one serve).
+        refusals = CounterMetricFamily(
+            "sentinelle_store_disk_refusals",
+            "Writes refused since start-up because the disk lacked room for the WAL "
+            "checkpoint (each refused check is also a SYS-STORE block).")
         if not is_postgres(config.store):  # a SQLite file's; PostgreSQL is monitored as a server
             free = free_bytes(config.store.path)
             if free is not None:
                 space.add_metric([], float(free))
             wal.add_metric([], float(wal_bytes(config.store.path)))
-        yield from (space, wal)
+            refusals.add_metric([], float(disk_space.of(config.store.path).refusals))
+        yield from (space, wal, refusals)
         now = self.metrics.clock()
         try:
             store = open_store(config.store, busy_timeout_ms=200, pool_size=1)
