@@ -257,6 +257,25 @@ def test_an_unwritable_directory_only_means_computing(tmp_path):
     assert startup_cache.use(":memory:", NOW) == "off"
 
 
+def test_one_process_rebuilds_while_the_others_compute(tmp_path):
+    """After an upgrade every call starts without a cache at once: one builds
+    the number table (~0.8 s of CPU), the others compute their calendars and
+    ask phonenumbers per number, rather than each building it."""
+    import fcntl
+
+    path = Path(_db(tmp_path) + startup_cache.SUFFIX)
+    fd = os.open(f"{path}.lock", os.O_WRONLY | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process is building
+        assert startup_cache.use(_db(tmp_path), NOW) == "computed"
+        assert numbers._FR_TABLE is None and not path.exists()
+        assert calendar.holiday(calendar.Territory.FR, date(2026, 12, 25)) == "Christmas Day"
+    finally:
+        os.close(fd)
+    assert startup_cache.use(_db(tmp_path), NOW) == "rebuilt"
+    assert numbers._FR_TABLE is not None and path.exists()
+
+
 def test_the_holidays_only_cache_of_earlier_versions_is_removed(tmp_path):
     old = Path(_db(tmp_path) + startup_cache.OLD_SUFFIX)
     old.write_text("{}")

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import zlib
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -193,16 +194,45 @@ def use(store_path: str, now: datetime) -> str:
     except ValueError as exc:
         if path.exists():
             logs.event(log, "start-up cache ignored", logging.INFO, path=str(path), why=str(exc))
-    # The table costs ~0.8 s: worth it once, never at every call of a
-    # process that cannot keep it (it then asks phonenumbers per number).
-    keep = os.access(path.parent, os.W_OK)
-    calendars, table = build(years), numbers.fr_validity_table() if keep else None
-    _preload(calendars, table)
-    try:
-        save(path, years, calendars, table)
-    except OSError as exc:
-        logs.event(log, "start-up cache not written", logging.INFO, path=str(path), error=str(exc))
-        return "computed"
+    # The table costs ~0.8 s of CPU: worth it once, never at every call of
+    # a process that cannot keep it, nor in each of the calls that start
+    # together after an upgrade (one builds; the others compute their
+    # calendars and ask phonenumbers per number, as before).
+    with _builder(path) as building:
+        calendars = build(years)
+        table = numbers.fr_validity_table() if building else None
+        _preload(calendars, table)
+        if not building:
+            return "computed"
+        try:
+            save(path, years, calendars, table)
+        except OSError as exc:
+            logs.event(log, "start-up cache not written", logging.INFO, path=str(path),
+                       error=str(exc))
+            return "computed"
     with contextlib.suppress(OSError):
         Path(store_path + OLD_SUFFIX).unlink(missing_ok=True)
     return "rebuilt"
+
+
+@contextlib.contextmanager
+def _builder(path: Path) -> Iterator[bool]:
+    """True for the one process that may rebuild the cache now: it holds an
+    exclusive lock on `<cache>.lock` (taken without waiting) in a
+    directory it can write to."""
+    import fcntl
+
+    try:
+        fd = os.open(f"{path}.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock; the empty file stays for the next rebuild
