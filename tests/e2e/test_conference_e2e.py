@@ -28,7 +28,7 @@ import pytest
 
 from sentinelle.pbx import channelvars
 from tests.e2e.conftest import Service
-from tests.e2e.test_outcome_handler_e2e import serve_consented, wait_until
+from tests.e2e.test_outcome_handler_e2e import hang_up_agents, serve_consented, wait_until
 from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports
 from tests.pbx.pbx import DIALPLAN_DIR
 
@@ -138,11 +138,8 @@ def test_keys_in_a_room_are_filed_on_the_callee_in_that_room(
                 # The attempt was the agent's for the key only (LOCAL): the
                 # next callee in the room cannot inherit it.
                 assert not pbx.getvar(seat, channelvars.ATTEMPT), seat
-            for seat in seats.values():  # the agents leave: their callees with them
-                pbx.ami.action("Hangup", Channel=seat)
-            wait_until(lambda: all(p.done for p in phones.values()), 30, "the agents' calls ended")
-            wait_until(lambda: all(t["attempts"][0]["outcome"] for t in map(timeline, CALLEES)),
-                       30, "outcomes recorded")
+            # the agents leave: their callees with them
+            hang_up_agents(pbx, seats.values(), phones.values(), timeline, CALLEES)
     finally:
         for phone in phones.values():
             phone.stop()

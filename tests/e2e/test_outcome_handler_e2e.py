@@ -17,13 +17,14 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import Service
-from tests.pbx import Pbx, free_ports
+from tests.pbx import AgentPhone, Pbx, free_ports
 
 CONSENT_AT = "2026-11-01T10:00:00+01:00"
 # 20 callees: the carrier answers 8, is busy for 6 (486) and unavailable for 6 (480).
@@ -83,6 +84,17 @@ def wait_until(pred, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout}s")
         time.sleep(0.1)
+
+
+def hang_up_agents(pbx: Pbx, channels: Iterable[str], phones: Iterable[AgentPhone],
+                   timeline: Callable[[str], dict], callees: Iterable[str]) -> None:
+    """The topology tests' end: hang the agents' channels up, then wait for
+    every agent's phone to see its call end and every callee's outcome."""
+    for channel in channels:
+        pbx.ami.action("Hangup", Channel=channel)
+    wait_until(lambda: all(p.done for p in phones), 30, "the agents' calls ended")
+    wait_until(lambda: all(t["attempts"][0]["outcome"] for t in map(timeline, callees)),
+               30, "outcomes recorded")
 
 
 @pytest.mark.parametrize("listener", ["down", "connected"])

@@ -27,7 +27,7 @@ import pytest
 
 from sentinelle.pbx import channelvars
 from tests.e2e.conftest import Service
-from tests.e2e.test_outcome_handler_e2e import serve_consented, wait_until
+from tests.e2e.test_outcome_handler_e2e import hang_up_agents, serve_consented, wait_until
 from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports
 from tests.pbx.pbx import DIALPLAN_DIR
 
@@ -123,11 +123,8 @@ def test_the_second_agents_keys_are_filed_on_the_transferred_callee(
             wait_until(lambda: all(t["attempts"][0]["disposition"]
                                    for t in map(timeline, CALLEES)), 30, "dispositions filed")
             talked = time.monotonic() - transferred  # the conversations lasted longer
-            for channel in seconds.values():  # the second agents hang up
-                pbx.ami.action("Hangup", Channel=channel)
-            wait_until(lambda: all(p.done for p in phones.values()), 30, "the calls ended")
-            wait_until(lambda: all(t["attempts"][0]["outcome"] for t in map(timeline, CALLEES)),
-                       30, "outcomes recorded")
+            # the second agents hang up
+            hang_up_agents(pbx, seconds.values(), phones.values(), timeline, CALLEES)
     finally:
         for phone in phones.values():
             phone.stop()

@@ -741,6 +741,24 @@ Duration=160
 """
 
 
+def _wait_bound(proc: subprocess.Popen, port: int, output: Path, who: str) -> None:
+    """Until the sipp UAS `proc` has bound its UDP port: a call Asterisk
+    sends before that meets a closed port and fails (a conference test
+    timed out waiting for an agent whose phone had not bound yet)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise PbxError(f"{who} sipp exited {proc.returncode}: "
+                           f"{output.read_text(errors='replace')[-2000:]}")
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((LOOPBACK, port))
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise PbxError(f"{who} sipp did not bind its port")
+
+
 class AgentPhone:
     """One agent's phone that Asterisk calls: a SIPp UAS on its own port, one
     call (see :func:`agent_scenario` for the keys and when they are sent)."""
@@ -751,10 +769,12 @@ class AgentPhone:
         self.scenario = pbx.sipp_dir / f"{name}.xml"
         self.log = pbx.sipp_dir / f"{name}.msg.log"
         self.scenario.write_text(agent_scenario(dtmf, after_ms=after_ms, on_notify=on_notify))
-        with (pbx.sipp_dir / f"{name}.out").open("wb") as out:
+        output = pbx.sipp_dir / f"{name}.out"
+        with output.open("wb") as out:
             self.proc = subprocess.Popen(
                 [*_sipp_cmd(self.scenario, self.log, None, port), "-m", "1"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        _wait_bound(self.proc, port, output, f"{name}'s phone")
 
     def callees(self) -> list[str]:
         """The callers (callees of the dialer) whose calls this phone received."""
@@ -816,21 +836,8 @@ class Carrier:
         cmd = _sipp_cmd(self.scenario, self.log, None, self.pbx.carrier_port)
         with self.stdout.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        # Wait until the UDP port is bound, so the first call cannot race it.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise PbxError(
-                    f"carrier sipp exited {self.proc.returncode}: "
-                    f"{self.stdout.read_text(errors='replace')[-2000:]}"
-                )
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.bind((LOOPBACK, self.pbx.carrier_port))
-            except OSError:
-                return self
-            time.sleep(0.05)
-        raise PbxError("carrier sipp did not bind its port")
+        _wait_bound(self.proc, self.pbx.carrier_port, self.stdout, "carrier")
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
