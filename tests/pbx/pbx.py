@@ -743,8 +743,7 @@ Duration=160
 
 def _wait_bound(proc: subprocess.Popen, port: int, output: Path, who: str) -> None:
     """Until the sipp UAS `proc` has bound its UDP port: a call Asterisk
-    sends before that meets a closed port and fails (a conference test
-    timed out waiting for an agent whose phone had not bound yet)."""
+    sends before that meets a closed port and fails."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
