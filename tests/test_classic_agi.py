@@ -276,6 +276,32 @@ def test_one_process_rebuilds_while_the_others_compute(tmp_path):
     assert numbers._FR_TABLE is not None and path.exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the files away")
+def test_a_cache_left_by_another_user_is_rebuilt(tmp_path):
+    """Root tried a call by hand: the cache and its lock belong to root. The
+    Asterisk user still rebuilds a stale cache (the lock is opened
+    read-only, the cache replaced by a rename the directory allows) instead
+    of paying for the calendars and phonenumbers at every call. Played by
+    root without the capability that lets it ignore permission bits, the
+    files given to another user."""
+    startup_cache.use(_db(tmp_path), NOW)
+    path = Path(_db(tmp_path) + startup_cache.SUFFIX)
+    for f in (path, Path(f"{path}.lock")):
+        os.chown(f, 65534, 65534)
+        f.chmod(0o644)
+    probe = ("import sys\n"
+             "from datetime import datetime\n"
+             "from zoneinfo import ZoneInfo\n"
+             "from sentinelle.pbx import startup_cache\n"
+             "paris = ZoneInfo('Europe/Paris')\n"
+             "print(startup_cache.use(sys.argv[1], datetime(2027, 1, 4, 10, tzinfo=paris)))\n")
+    r = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search",
+                        sys.executable, "-c", probe, _db(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "rebuilt", r.stderr
+    assert path.stat().st_uid == 0
+
+
 def test_the_holidays_only_cache_of_earlier_versions_is_removed(tmp_path):
     old = Path(_db(tmp_path) + startup_cache.OLD_SUFFIX)
     old.write_text("{}")

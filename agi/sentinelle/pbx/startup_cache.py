@@ -219,11 +219,16 @@ def use(store_path: str, now: datetime) -> str:
 def _builder(path: Path) -> Iterator[bool]:
     """True for the one process that may rebuild the cache now: it holds an
     exclusive lock on `<cache>.lock` (taken without waiting) in a
-    directory it can write to."""
+    directory it can write to. The lock file is opened read-only: one left
+    by another user (root trying a call by hand) still serves, and the
+    cache itself is replaced by a rename, which the directory allows."""
     import fcntl
 
+    if not os.access(path.parent, os.W_OK):
+        yield False
+        return
     try:
-        fd = os.open(f"{path}.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(f"{path}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
     except OSError:
         yield False
         return
