@@ -154,7 +154,6 @@ _FRENCH_CODES = frozenset({33} | {cc for cc, _, _ in _OVERSEAS.values()})
 _SHARED_590 = {"GP": Territory.GP, "MF": Territory.MF, "BL": Territory.BL}
 
 
-
 @cache
 def _pn() -> ModuleType:
     """phonenumbers, imported on first use: ~20 ms of a per-call process's

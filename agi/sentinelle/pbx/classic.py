@@ -8,10 +8,12 @@ event loop for one dialogue of a few lines cost ~50 ms of imports per call)
 and no panoramisk: the dialogue is blocking reads and writes, each bounded
 by the request's deadline with `select`. The store comes without
 sqlite-utils (only a schema upgrade needs it), and the holiday calendars
-from a cache file beside the store (see `startup_cache`), so `holidays` is
-not imported either. `tests/test_classic_agi.py` keeps it that way, and
-checks that this path and the FastAGI `check` route give the same variables
-and the same store records for the same requests.
+and the validity of +33 numbers from a cache file beside the store (see
+`startup_cache`), so neither `holidays` nor `phonenumbers` is imported;
+the outcome and disposition routes do without the rules and the guard.
+`tests/test_classic_agi.py` keeps it that way, and checks that this path
+and the FastAGI `check` route give the same variables and the same store
+records for the same requests.
 
 What the FastAGI route does, this does too, with the same functions: the
 request from the headers and the variables from the decision (`verdict`),

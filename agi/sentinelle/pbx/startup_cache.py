@@ -182,8 +182,9 @@ def _preload(calendars: Calendars, table: Table) -> None:
 def use(store_path: str, now: datetime) -> str:
     """Preload the calendars and the number table from the cache beside the
     store, rebuilding it when it is missing, stale or corrupt. Returns what
-    happened ("hit", "rebuilt", "computed" when it could not be written,
-    "off")."""
+    happened: "hit", "rebuilt", "computed" (the calendars computed for this
+    call alone: the cache could not be written, or another process is
+    rebuilding it), "off" (an in-memory store)."""
     path = cache_path(store_path)
     if path is None:
         return "off"
