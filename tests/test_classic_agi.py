@@ -276,7 +276,6 @@ def test_one_process_rebuilds_while_the_others_compute(tmp_path):
     assert numbers._FR_TABLE is not None and path.exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the files away")
 def test_a_cache_left_by_another_user_is_rebuilt(tmp_path):
     """Root tried a call by hand: the cache and its lock belong to root. The
     Asterisk user still rebuilds a stale cache (the lock is opened
