@@ -29,7 +29,7 @@ import pytest
 from sentinelle.pbx import channelvars
 from tests.e2e.conftest import Service
 from tests.e2e.test_outcome_handler_e2e import hang_up_agents, serve_consented, wait_until
-from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports
+from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports, with_ari_channelvars
 from tests.pbx.pbx import DIALPLAN_DIR
 
 CONSENT_AT = "2026-11-01T10:00:00+01:00"
@@ -64,10 +64,7 @@ class ConferencePbx(Pbx):
             "noload => app_confbridge.so\n", "")
         configs["pjsip.conf"] += fixed_contact_endpoints(self.agent_ports, "conference-agent")
         configs["confbridge.conf"] = "[general]\n\n#include confbridge_sentinelle.conf\n"
-        general = "[general]\nenabled = yes\n"
-        assert general in configs["ari.conf"]
-        configs["ari.conf"] = configs["ari.conf"].replace(
-            general, general + f"channelvars = {channelvars.ATTEMPT}\n")
+        configs["ari.conf"] = with_ari_channelvars(configs["ari.conf"], channelvars.ATTEMPT)
         return configs
 
     def write_config(self) -> None:

@@ -17,6 +17,7 @@ from .pbx import (
     fixed_contact_endpoints,
     free_ports,
     parse_sipp_log,
+    with_ari_channelvars,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "fixed_contact_endpoints",
     "free_ports",
     "parse_sipp_log",
+    "with_ari_channelvars",
 ]

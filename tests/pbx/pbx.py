@@ -399,6 +399,20 @@ a=rtpmap:0 PCMU/8000
 a=rtpmap:8 PCMA/8000
 a=sendrecv"""
 
+def _dtmf_body(digit: str) -> str:
+    """A key pressed, as a SIP INFO carries it (application/dtmf-relay)."""
+    return ("Content-Type: application/dtmf-relay\nContent-Length: [len]\n\n"
+            f"Signal={digit}\nDuration=160")
+
+
+def with_ari_channelvars(ari_conf: str, *names: str) -> str:
+    """The harness's ari.conf with `channelvars` in [general], as the README
+    has an install add it (the listener then sees these variables)."""
+    general = "[general]\nenabled = yes\n"
+    assert general in ari_conf
+    return ari_conf.replace(general, general + f"channelvars = {','.join(names)}\n")
+
+
 # No body: to a BYE, an INFO or a NOTIFY; the carrier's first answer.
 _OK = _REPLY.format(code="200 OK", tag="", extra="", length="0", body="")
 _TRYING = _REPLY.format(code="100 Trying", tag="", extra="", length="0", body="")
@@ -483,11 +497,7 @@ INFO [next_url] SIP/2.0
 {via}[routes]
 {dialog}CSeq: {cseq} INFO
 {contact}Max-Forwards: 70
-Content-Type: application/dtmf-relay
-Content-Length: [len]
-
-Signal={digit}
-Duration=160
+{_dtmf_body(digit)}
     ]]>
   </send>
   <recv response="200"/>
@@ -705,11 +715,7 @@ To: [$rfrom]
 [last_Call-ID:]
 CSeq: {cseq} INFO
 Max-Forwards: 70
-Content-Type: application/dtmf-relay
-Content-Length: [len]
-
-Signal={digit}
-Duration=160
+{_dtmf_body(digit)}
     ]]>
   </send>
   <recv response="200"/>
