@@ -380,12 +380,22 @@ def fr_validity_table() -> tuple[int, bytes] | None:
     if depth is None or not 1 <= depth <= FR_NSN_LENGTH:
         return None
     first = 10 ** (depth - 1)
-    bits = bytearray((9 * first + 7) // 8)
+    bits = bytearray(_table_bytes(depth))
     pad = "0" * (FR_NSN_LENGTH - depth)
     for index in range(9 * first):
         if _phonenumbers_valid_fr(f"{first + index}{pad}"):
             bits[index >> 3] |= 1 << (index & 7)
     return depth, bytes(bits)
+
+
+def _table_bytes(depth: int) -> int:
+    return int(9 * 10 ** (depth - 1) + 7) // 8  # a bit per prefix, first digit 1-9
+
+
+def check_fr_table(depth: int, bits: bytes) -> None:
+    """ValueError unless `bits` has the size of a table of `depth` digits."""
+    if not 1 <= depth <= FR_NSN_LENGTH or len(bits) != _table_bytes(depth):
+        raise ValueError(f"a validity table of {len(bits)} bytes does not fit depth {depth}")
 
 
 def preload_fr_validity(depth: int, bits: bytes) -> None:
@@ -394,8 +404,7 @@ def preload_fr_validity(depth: int, bits: bytes) -> None:
     checks the versions and a checksum first); a table of the wrong size
     for `depth` is a ValueError."""
     global _FR_TABLE
-    if not 1 <= depth <= FR_NSN_LENGTH or len(bits) != (9 * 10 ** (depth - 1) + 7) // 8:
-        raise ValueError(f"a validity table of {len(bits)} bytes does not fit depth {depth}")
+    check_fr_table(depth, bits)
     _FR_TABLE = (depth, bits)
     _parse.cache_clear()
 

@@ -104,8 +104,7 @@ def _decode_table(raw: object) -> Table:
     except (binascii.Error, ValueError):
         raise ValueError("bad number table") from None
     depth = raw["depth"]
-    if not 1 <= depth <= numbers.FR_NSN_LENGTH or len(bits) != (9 * 10 ** (depth - 1) + 7) // 8:
-        raise ValueError("number table of the wrong size")
+    numbers.check_fr_table(depth, bits)
     return depth, bits
 
 
