@@ -385,16 +385,18 @@ def _frequency_states(call: Call, history: History, tz: ZoneInfo) -> list[RuleSt
     """R-30: an attempt counts until the same wall-clock time 30 calendar days
     later in the callee's time zone."""
     t = call.at
+    # Each window's end is computed once: a zone conversion each way is the
+    # costliest step here, and a callee at the limit has a dozen windows to
+    # try (the check's slowest verdicts were these R-30 blocks).
+    horizon = _add_days(t, ATTEMPT_WINDOW, tz)
     near = sorted(a for a in history.attempts
-                  if _add_days(a, ATTEMPT_WINDOW, tz) > t and a < _add_days(t, ATTEMPT_WINDOW, tz))
+                  if a < horizon and _add_days(a, ATTEMPT_WINDOW, tz) > t)
     live = [a for a in near if a <= t]
     # Attempts may be recorded out of order (`--at`, imports of dialer logs):
     # the new one must fit in EVERY 30-day window that contains it, i.e. each
     # window starting at an earlier attempt or at the call itself.
-    full = any(
-        sum(1 for a in near if s <= a < _add_days(s, ATTEMPT_WINDOW, tz)) >= MAX_ATTEMPTS
-        for s in [*live, t]
-    )
+    windows = ((s, _add_days(s, ATTEMPT_WINDOW, tz)) for s in [*live, t])
+    full = any(sum(1 for a in near if s <= a < end) >= MAX_ATTEMPTS for s, end in windows)
     if not full:
         return [RuleState("R-30", PASSES, f"{len(live)} attempt(s) in the last 30 days "
                           f"(max {MAX_ATTEMPTS})")]
@@ -581,7 +583,18 @@ def _consent_in_utc(c: Consent) -> bool:
 
 def _add_days(instant: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
     """Calendar arithmetic: same wall-clock time N days later in `tz`."""
+    if instant.tzinfo is UTC:
+        return _add_days_utc(instant, delta, tz)
     return (instant.astimezone(tz) + delta).astimezone(instant.tzinfo)
+
+
+# One decision asks for the same window ends several times (R-30's windows at
+# the call, then again at each retry candidate): a zone conversion each way
+# costs more than the lookup. UTC instants only: two instants of one zone
+# that differ only by `fold` are equal keys, two UTC instants never are.
+@lru_cache(maxsize=4096)
+def _add_days_utc(instant: datetime, delta: timedelta, tz: ZoneInfo) -> datetime:
+    return (instant.astimezone(tz) + delta).astimezone(UTC)
 
 
 def _decision(
