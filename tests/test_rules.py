@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sentinelle.core import rules
 from sentinelle.core.model import (
     Bloctel,
     Call,
@@ -1057,3 +1058,27 @@ def test_R31_applies_to_foreign_callees_even_when_allowed():
     assert_allowed(run(at, History(), dialled="+442079460000", policy=policy))
     refused = History(refusals=(at - timedelta(days=5),))
     assert_blocked(run(at, refused, dialled="+442079460000", policy=policy), "R-31")
+
+
+@given(st.integers(min_value=0, max_value=366 * 24 * 4 - 1),
+       st.sampled_from(["Europe/Paris", "Indian/Reunion", "America/Guadeloupe",
+                        "Pacific/Noumea"]),
+       st.sampled_from([30, 60, 183]))
+def test_window_ends_are_the_same_wall_clock_time_in_the_zone_whatever_the_cache(
+        quarter_hours: int, zone: str, days: int) -> None:
+    """R-30/R-31/R-11 windows end at the same wall-clock time N days later in
+    the callee's zone. UTC instants go through a cache (rules._add_days_utc):
+    its answer must be the uncached one, for every zone asked about the same
+    instant (a key without the zone would give Paris's end to Réunion), and
+    whether the instant comes in UTC or in the zone's own time."""
+    tz = ZoneInfo(zone)
+    instant = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=15 * quarter_hours)
+    expected = (instant.astimezone(tz) + timedelta(days=days)).astimezone(UTC)
+    for tzinfo in (UTC, tz):
+        for _ in range(2):  # the second call is answered from the cache
+            end = rules._add_days(instant.astimezone(tzinfo), timedelta(days=days), tz)
+            assert end == expected
+            assert end.tzinfo is tzinfo
+    paris_end = rules._add_days(instant, timedelta(days=days), ZoneInfo("Europe/Paris"))
+    assert paris_end == (instant.astimezone(ZoneInfo("Europe/Paris"))
+                         + timedelta(days=days)).astimezone(UTC)
