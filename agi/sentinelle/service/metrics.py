@@ -33,7 +33,6 @@ from sentinelle.core.model import PARIS
 from sentinelle.service.tallies import Tallies
 from sentinelle.store import StoreError, is_postgres, open_store
 from sentinelle.store import space as disk_space
-from sentinelle.store.checkpoint import free_bytes, wal_bytes
 
 if TYPE_CHECKING:
     from sentinelle.pbx.listener import Listener
@@ -209,10 +208,10 @@ class _StoreCollector(Collector):
             "Writes refused since start-up because the disk lacked room for the WAL "
             "checkpoint (each refused check is also a SYS-STORE block).")
         if not is_postgres(config.store):  # a SQLite file's; PostgreSQL is monitored as a server
-            free = free_bytes(config.store.path)
+            free = disk_space.free_bytes(config.store.path)
             if free is not None:
                 space.add_metric([], float(free))
-            wal.add_metric([], float(wal_bytes(config.store.path)))
+            wal.add_metric([], float(disk_space.wal_bytes(config.store.path)))
             refusals.add_metric([], float(disk_space.of(config.store.path).refusals))
         yield from (space, wal, refusals)
         now = self.metrics.clock()

@@ -54,8 +54,6 @@ TRUNCATE_WAIT_MS = 50
 # checkpoints (one that cannot progress must not spin).
 WAKE_S = 0.01
 
-__all__ = ["Checkpointer", "free_bytes", "wal_bytes"]
-
 
 class Checkpointer:
     """Every `interval_s`, or sooner when the WAL passed `soon_bytes` or the
