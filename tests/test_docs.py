@@ -38,3 +38,13 @@ def test_one_truth_on_refusals_revoking_consent():
                   if line.startswith("| R-31 |"))
     assert "both regimes" in readme
     assert "both regimes" in RULES_DOC.read_text()
+
+
+def test_every_benchmark_has_its_section_in_the_bench_readme():
+    """A figure in the README is only worth what its script's description
+    says it measures: every bench/bench_*.py has a section of its own."""
+    readme = (ROOT / "bench" / "README.md").read_text()
+    scripts = sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
+    assert scripts
+    missing = [s for s in scripts if not re.search(rf"^## {re.escape(s)}\b", readme, re.M)]
+    assert missing == []
