@@ -65,7 +65,13 @@ from sentinelle.guard import Request, check
 from sentinelle.service.serve import settled_gc
 from sentinelle.store import SCHEMA_VERSION, Store, ts
 from sentinelle.store.checkpoint import Checkpointer
-from sentinelle.store.hot import _HISTORY, HISTORY_HORIZON
+from sentinelle.store.hot import (
+    _HISTORY,
+    _INSERT_ATTEMPT,
+    _INSERT_DECISION,
+    _LINK_DECISION,
+    HISTORY_HORIZON,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 BUILD_VERSION = 2  # bump when the generated data changes
@@ -412,16 +418,11 @@ class Floor:
                              "hi": ts(at + HISTORY_HORIZON), "at": ts(at)}).fetchall()
         c.execute(f"SELECT 1 FROM {self.table} WHERE e164=?",  # noqa: S608 - from the store
                   (int(e164[1:]),)).fetchone()
-        attempt = c.execute("INSERT INTO attempts (professional, campaign, e164, at)"
-                            " VALUES (?,?,?,?) RETURNING id",
-                            (PRO, CAMPAIGN, e164, ts(at))).fetchone()[0]
-        decision = c.execute(
-            "INSERT INTO decisions (at, source, campaign, professional, dialled, e164, caller_id,"
-            " verdict, rules, reasons, regime, retry_at, attempt_id, inputs, slot_used)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-            (ts(at), "agi", CAMPAIGN, PRO, dialled, e164, CALLER_ID, "allow", "", "[]",
-             "fr-2026", None, attempt, self.inputs, 0)).fetchone()[0]
-        c.execute("UPDATE attempts SET decision_id=? WHERE id=?", (decision, attempt))
+        attempt = c.execute(_INSERT_ATTEMPT, (PRO, CAMPAIGN, e164, ts(at))).fetchone()[0]
+        decision = c.execute(_INSERT_DECISION, (
+            ts(at), "agi", CAMPAIGN, PRO, dialled, e164, CALLER_ID, "allow", "", "[]", "fr-2026",
+            None, attempt, self.inputs, 0)).fetchone()[0]
+        c.execute(_LINK_DECISION, (decision, attempt))
         c.execute("COMMIT")
 
     def close(self) -> None:

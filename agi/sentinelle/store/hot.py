@@ -48,13 +48,11 @@ class HotPath(Database):
                 attempt_id = None
                 if decision.allowed and decision.counts:
                     attempt_id = conn.execute(
-                        "INSERT INTO attempts (professional, campaign, e164, at) VALUES (?,?,?,?)"
-                        " RETURNING id", (professional, decision.campaign, e164, ts(at)),
+                        _INSERT_ATTEMPT, (professional, decision.campaign, e164, ts(at)),
                     ).fetchone()[0]
                 decision_id = _log(conn, decision, source, attempt_id, inputs, history)
                 if attempt_id is not None:
-                    self.execute_late(conn, "UPDATE attempts SET decision_id=? WHERE id=?",
-                                      (decision_id, attempt_id))
+                    self.execute_late(conn, _LINK_DECISION, (decision_id, attempt_id))
                     decision = replace(decision, attempt_id=attempt_id)
             return decision
 
@@ -128,6 +126,17 @@ _HISTORY = (
 )
 
 
+# What a recorded check writes (bench_decision's floor runs the same text).
+_INSERT_ATTEMPT = ("INSERT INTO attempts (professional, campaign, e164, at) VALUES (?,?,?,?)"
+                   " RETURNING id")
+_INSERT_DECISION = (
+    "INSERT INTO decisions (at, source, campaign, professional, dialled, e164, caller_id,"
+    " verdict, rules, reasons, regime, retry_at, attempt_id, inputs, slot_used)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
+)
+_LINK_DECISION = "UPDATE attempts SET decision_id=? WHERE id=?"
+
+
 def _listed(conn: Tx, sid: int, snap_date: str, kind: str, e164: str) -> Bloctel:
     """Where the callee stands in snapshot `sid`: one rowid probe."""
     try:
@@ -147,9 +156,7 @@ def _log(conn: Tx, d: Decision, source: str, attempt_id: int | None,
     if history is not None:
         data["history"] = _history_summary(history)
     row = conn.execute(
-        "INSERT INTO decisions (at, source, campaign, professional, dialled, e164, caller_id,"
-        " verdict, rules, reasons, regime, retry_at, attempt_id, inputs, slot_used)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+        _INSERT_DECISION,
         (ts(d.at), source, d.campaign, d.professional, d.dialled,
          d.callee.e164 if d.callee else None, d.caller_id, d.verdict.value,
          ",".join(d.rules), json.dumps(list(d.reasons), ensure_ascii=False), d.regime,
