@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, write_result
 
 sys.path.insert(0, str(REPO))
-from tests.helpers.fakeasterisk import headers_for
+from tests.helpers.fakeasterisk import classic_stdin
 from tests.helpers.testconfig import CONFIG
 
 ENTRY_NOW = "from sentinelle.pbx.stdio import main; main()"
@@ -42,14 +42,9 @@ ENTRY_BEFORE_15 = "from sentinelle.cli.main import agi_main; agi_main()"
 NAMED = ("sqlite_utils", "numpy", "holidays", "phonenumbers", "click", "rich", "httpx",
          "prometheus_client", "matplotlib", "asyncio", "sentinelle.config", "sentinelle.core.numbers",
          "sentinelle.core.calendar", "sentinelle.core.rules", "sqlite3", "logging", "tomllib")
+# A call to a service campaign: no consent needed, an ALLOW that records.
+SESSION = classic_stdin("0612345678", campaign="service")
 _LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
-
-
-def session() -> str:
-    """A call to a service campaign (no consent needed: an ALLOW that records)."""
-    headers = headers_for("0612345678", campaign="service")
-    headers.pop("agi_network_script")
-    return "".join(f"{k}: {v}\n" for k, v in headers.items()) + "\n" + "200 result=1\n" * 6
 
 
 class Variant:
@@ -76,7 +71,7 @@ class Variant:
     def call(self, importtime: bool) -> tuple[str, float]:
         args = [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", self.entry]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        r = subprocess.run(args, input=session(), capture_output=True, text=True, env=self.env,
+        r = subprocess.run(args, input=SESSION, capture_output=True, text=True, env=self.env,
                            cwd="/", check=False)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if 'SET VARIABLE SENTINELLE_VERDICT "ALLOW"' not in r.stdout:

@@ -28,7 +28,7 @@ from sentinelle.core.clock import frozen
 from sentinelle.pbx import classic, startup_cache, wire
 from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import ConsentProof, Store
-from tests.helpers.fakeasterisk import call, headers_for
+from tests.helpers.fakeasterisk import call, classic_stdin, headers_for
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
@@ -41,9 +41,7 @@ HEAVY = ("matplotlib", "numpy", "rich", "httpx", "aiohttp", "prometheus_client",
 
 
 def _session(number: str = "0612345678", campaign: str = "service") -> str:
-    headers = headers_for(number, campaign=campaign)
-    headers.pop("agi_network_script")
-    return "".join(f"{k}: {v}\n" for k, v in headers.items()) + "\n" + "200 result=1\n" * 5
+    return classic_stdin(number, campaign)
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from sentinelle.pbx.agi import ascii_safe, is_masked
 from sentinelle.pbx.server import FastAgiServer
 from sentinelle.store import ConsentProof, Store, open_store
 from sentinelle.store.hot import HotPath
-from tests.helpers.fakeasterisk import call, headers_for
+from tests.helpers.fakeasterisk import call, classic_stdin, headers_for
 
 PARIS = ZoneInfo("Europe/Paris")
 TUESDAY = datetime(2026, 12, 1, 10, 30, tzinfo=PARIS)
@@ -298,9 +298,7 @@ def test_classic_agi_on_stdin_stdout(config_path, store, tmp_path):
     from pathlib import Path
 
     _consent(store, "+33612345678")
-    headers = headers_for("0612345678")
-    headers.pop("agi_network_script")
-    stdin = "".join(f"{k}: {v}\n" for k, v in headers.items()) + "\n" + "200 result=1\n" * 5
+    stdin = classic_stdin("0612345678")
     exe = Path(sys.executable).parent / "sentinelle"
     r = subprocess.run([str(exe), "--config", str(config_path), "agi", "--at",
                         TUESDAY.isoformat()], input=stdin, capture_output=True, text=True,
@@ -344,9 +342,7 @@ def test_sentinelle_agi_entry_point_as_asterisk_runs_it(config_path, store, tmp_
     import sys
     from pathlib import Path
 
-    headers = headers_for("0612345678", campaign="service")
-    headers.pop("agi_network_script")
-    stdin = "".join(f"{k}: {v}\n" for k, v in headers.items()) + "\n" + "200 result=1\n" * 5
+    stdin = classic_stdin("0612345678", campaign="service")
     exe = Path(sys.executable).parent / "sentinelle-agi"
     env = {"SENTINELLE_CONFIG": str(config_path), "PATH": "/usr/bin:/bin"}
     r = subprocess.run([str(exe), "0612345678", "service"], input=stdin, capture_output=True,

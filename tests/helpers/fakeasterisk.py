@@ -52,6 +52,16 @@ def headers_for(number: str, campaign: str | None = "promo", callerid: str = "01
     return headers
 
 
+def classic_stdin(number: str, campaign: str | None = "promo", answers: int = 5) -> str:
+    """What Asterisk writes to a classic AGI process (`AGI(/path/script,...)`):
+    the same headers as FastAGI's without the network script, a blank line,
+    then one result line per command the process will send."""
+    headers = headers_for(number, campaign=campaign)
+    headers.pop("agi_network_script")
+    return ("".join(f"{k}: {v}\n" for k, v in headers.items()) + "\n"
+            + "200 result=1\n" * answers)
+
+
 async def call(port: int, headers: dict[str, str], *, host: str = "127.0.0.1",
                variables: dict[str, str] | None = None, reply: str = "200 result=1",
                timeout: float = 5.0) -> AgiResult:
