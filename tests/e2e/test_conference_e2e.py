@@ -29,7 +29,7 @@ import pytest
 from sentinelle.pbx import channelvars
 from tests.e2e.conftest import Service
 from tests.e2e.test_outcome_handler_e2e import hang_up_agents, serve_consented, wait_until
-from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports, with_ari_channelvars
+from tests.pbx import Pbx, agent_phones, free_ports, with_ari_channelvars
 from tests.pbx.pbx import DIALPLAN_DIR
 
 CONSENT_AT = "2026-11-01T10:00:00+01:00"
@@ -54,15 +54,14 @@ class ConferencePbx(Pbx):
     """The harness's Asterisk plus app_confbridge, the agents' endpoints and
     the repository's conference dialplan and ConfBridge profiles (as shipped)."""
 
-    def __init__(self, *args, agent_ports: dict[str, int], **kwargs) -> None:
-        self.agent_ports = agent_ports
-        super().__init__(*args, extra_dialplan="#include extensions_conference.conf\n", **kwargs)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, extra_dialplan="#include extensions_conference.conf\n",
+                         phone_context="conference-agent", **kwargs)
 
     def _configs(self) -> dict[str, str]:
         configs = super()._configs()
         configs["modules.conf"] = configs["modules.conf"].replace(
             "noload => app_confbridge.so\n", "")
-        configs["pjsip.conf"] += fixed_contact_endpoints(self.agent_ports, "conference-agent")
         configs["confbridge.conf"] = "[general]\n\n#include confbridge_sentinelle.conf\n"
         configs["ari.conf"] = with_ari_channelvars(configs["ari.conf"], channelvars.ATTEMPT)
         return configs
@@ -76,7 +75,7 @@ class ConferencePbx(Pbx):
 @pytest.fixture
 def conference_pbx(service: Service) -> Iterator[ConferencePbx]:
     ports = dict(zip(AGENTS, free_ports(len(AGENTS), kind=socket.SOCK_DGRAM), strict=True))
-    with ConferencePbx(agi_url=service.agi_url, campaign="promo", agent_ports=ports) as pbx:
+    with ConferencePbx(agi_url=service.agi_url, campaign="promo", phone_ports=ports) as pbx:
         yield pbx
 
 
@@ -97,9 +96,8 @@ def test_keys_in_a_room_are_filed_on_the_callee_in_that_room(
     def timeline(number: str) -> dict:
         return json.loads(service.cli("history", number, "--json").stdout)
 
-    phones = {name: AgentPhone(pbx, name, port, [AGENTS[name][2]], on_notify=True)
-              for name, port in pbx.agent_ports.items()}
-    try:
+    dtmf = {name: [key] for name, (_, _, key, _) in AGENTS.items()}
+    with agent_phones(pbx, dtmf, on_notify=True) as phones:
         # The agents' phones are called into their rooms (README: the dialer
         # may do it, or the agent dials the room).
         seats = {}
@@ -137,9 +135,6 @@ def test_keys_in_a_room_are_filed_on_the_callee_in_that_room(
                 assert not pbx.getvar(seat, channelvars.ATTEMPT), seat
             # the agents leave: their callees with them
             hang_up_agents(pbx, seats.values(), phones.values(), timeline, CALLEES)
-    finally:
-        for phone in phones.values():
-            phone.stop()
 
     right = 0
     for name, (_, callees, keys, expect) in AGENTS.items():

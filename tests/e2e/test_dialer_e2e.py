@@ -29,7 +29,7 @@ import pytest
 
 from tests.e2e.conftest import Service
 from tests.e2e.test_outcome_handler_e2e import serve_consented
-from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports
+from tests.pbx import Pbx, agent_phones, free_ports
 from tests.pbx.pbx import DIALPLAN_DIR, PbxError
 
 CONSENT_AT = "2026-11-01T10:00:00+01:00"
@@ -75,8 +75,7 @@ class DialerPbx(Pbx):
     """The harness's Asterisk plus app_queue, the queue, its agents and the
     repository's dialplan/extensions_dialer.conf (as shipped)."""
 
-    def __init__(self, *args, agent_ports: dict[str, int], **kwargs) -> None:
-        self.agent_ports = agent_ports
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, extra_dialplan="#include extensions_dialer.conf\n" + NOOP_GUARD,
                          **kwargs)
 
@@ -89,7 +88,7 @@ class DialerPbx(Pbx):
         # Asterisk would otherwise re-INVITE the callee with the agent's
         # identity (a connected-line update through the Local channel).
         configs["pjsip.conf"] = configs["pjsip.conf"].replace(
-            trunk, trunk + "send_connected_line = no\n") + fixed_contact_endpoints(self.agent_ports)
+            trunk, trunk + "send_connected_line = no\n")
         configs["queues.conf"] = QUEUES
         # README "Dialer topology": the attempt in every ARI channel snapshot,
         # so the listener knows the queue agent's channel.
@@ -108,7 +107,7 @@ class DialerPbx(Pbx):
 def dialer_pbx(service: Service):
     ports = dict(zip(KEYS, free_ports(len(KEYS), kind=socket.SOCK_DGRAM),
                      strict=True))
-    with DialerPbx(agi_url=service.agi_url, campaign="promo", agent_ports=ports) as pbx:
+    with DialerPbx(agi_url=service.agi_url, campaign="promo", phone_ports=ports) as pbx:
         yield pbx
 
 
@@ -129,8 +128,8 @@ def test_refusal_and_outcome_are_filed_on_the_right_attempt(service: Service, di
     serve_consented(service, pbx, tmp_path, CALLEES, CONSENT_AT, listener == "connected")
     if "app_queue.so" not in pbx.cli("module show like app_queue"):
         raise PbxError("app_queue is not loaded")
-    phones = [AgentPhone(pbx, name, port, KEYS[name]) for name, port in pbx.agent_ports.items()]
-    try:
+    with agent_phones(pbx, dict(KEYS)) as by_name:
+        phones = list(by_name.values())
         with pbx.carrier(response=200, call_ms=6000):  # the callee hangs up after 6 s
             for number in CALLEES:
                 assert originate(pbx, number).get("Response") == "Success"
@@ -138,9 +137,6 @@ def test_refusal_and_outcome_are_filed_on_the_right_attempt(service: Service, di
             while any(p.proc.poll() is None for p in phones):
                 assert time.monotonic() < deadline, "the agents' calls did not end"
                 time.sleep(0.2)
-    finally:
-        for phone in phones:
-            phone.stop()
 
     given = {p.name: p.callees() for p in phones}
     # Each agent was given one callee, a different one: a mix-up could show.

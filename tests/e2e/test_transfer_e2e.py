@@ -28,7 +28,7 @@ import pytest
 from sentinelle.pbx import channelvars
 from tests.e2e.conftest import Service
 from tests.e2e.test_outcome_handler_e2e import hang_up_agents, serve_consented, wait_until
-from tests.pbx import AgentPhone, Pbx, fixed_contact_endpoints, free_ports, with_ari_channelvars
+from tests.pbx import Pbx, agent_phones, free_ports, with_ari_channelvars
 from tests.pbx.pbx import DIALPLAN_DIR
 
 CONSENT_AT = "2026-11-01T10:00:00+01:00"
@@ -47,15 +47,14 @@ class TransferPbx(Pbx):
     """The harness's Asterisk plus the agents (by extension), the transfer
     keys and the repository's dialplan/extensions_transfer.conf (as shipped)."""
 
-    def __init__(self, *args, target_ports: dict[str, int], **kwargs) -> None:
-        self.target_ports = target_ports
-        super().__init__(*args, extra_dialplan="#include extensions_transfer.conf\n", **kwargs)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, extra_dialplan="#include extensions_transfer.conf\n",
+                         phone_context="transfer-outbound", **kwargs)
 
     def _configs(self) -> dict[str, str]:
         configs = super()._configs()
         configs["pjsip.conf"] += "".join(
             f"\n[{first}](agent-tpl)\ncontext = transfer-outbound\n" for first, *_ in CALLS)
-        configs["pjsip.conf"] += fixed_contact_endpoints(self.target_ports, "transfer-outbound")
         configs["features.conf"] += "\n" + FEATUREMAP
         configs["ari.conf"] = with_ari_channelvars(configs["ari.conf"], channelvars.ATTEMPT)
         return configs
@@ -69,7 +68,7 @@ class TransferPbx(Pbx):
 def transfer_pbx(service: Service) -> Iterator[TransferPbx]:
     targets = [second for *_, second, _ in CALLS]
     ports = dict(zip(targets, free_ports(len(targets), kind=socket.SOCK_DGRAM), strict=True))
-    with TransferPbx(agi_url=service.agi_url, campaign="promo", target_ports=ports) as pbx:
+    with TransferPbx(agi_url=service.agi_url, campaign="promo", phone_ports=ports) as pbx:
         yield pbx
 
 
@@ -87,44 +86,40 @@ def test_the_second_agents_keys_are_filed_on_the_transferred_callee(
     def timeline(number: str) -> dict:
         return json.loads(service.cli("history", number, "--json").stdout)
 
-    phones = {name: AgentPhone(pbx, name, port, [keys[name]], on_notify=True)
-              for name, port in pbx.target_ports.items()}
     seconds: dict[str, str] = {}
-    try:
-        with pbx.carrier(response=200):  # the callees stay until the second agents leave
-            # Two calls at once; the first agent of the attended transfer
-            # hangs up 4 s after keying it, which completes it.
-            firsts = pbx.calls([dict(number=callee, agent=first, send_dtmf=xfer, hold_ms=4000,
-                                     campaign="promo")
-                                for first, callee, xfer, *_ in CALLS])
-            transferred = time.monotonic()  # both first agents have left by now
-            assert all(r.answered for r in firsts), [(r.status, r.log) for r in firsts]
-            for first, callee, _, second, event in CALLS:
-                pbx.ami.wait_event(lambda e, ev=event: e.get("Event") == ev
-                                   and e.get("Result") == "Success", timeout=30)
-                seconds[second] = pbx.ami.wait_event(
-                    lambda e, s=second: e.get("Event") == "BridgeEnter"
-                    and e.get("Channel", "").startswith(f"PJSIP/{s}-"), timeout=30)["Channel"]
-                (attempt,) = timeline(callee)["attempts"]
-                # What the second agent's keys will be filed on: the
-                # callee's attempt, inherited through the transfer.
-                assert pbx.getvar(seconds[second], channelvars.ATTEMPT) == str(attempt["id"]), (
-                    first, second)
-            legs = {e["Channel"] for e in pbx.ami.events("BridgeEnter")
-                    if e.get("Channel", "").startswith("PJSIP/trunk-")}
-            assert len(legs) == len(CALLS), legs
-            for leg in legs:  # the callee's keys file nothing, transferred or not
-                assert not pbx.getvar(leg, "DYNAMIC_FEATURES"), leg
-            for channel in seconds.values():
-                pbx.notify_channel(channel)  # now key
-            wait_until(lambda: all(t["attempts"][0]["disposition"]
-                                   for t in map(timeline, CALLEES)), 30, "dispositions filed")
-            talked = time.monotonic() - transferred  # the conversations lasted longer
-            # the second agents hang up
-            hang_up_agents(pbx, seconds.values(), phones.values(), timeline, CALLEES)
-    finally:
-        for phone in phones.values():
-            phone.stop()
+    # the callees stay until the second agents leave
+    with (agent_phones(pbx, {name: [key] for name, key in keys.items()}, on_notify=True) as phones,
+          pbx.carrier(response=200)):
+        # Two calls at once; the first agent of the attended transfer
+        # hangs up 4 s after keying it, which completes it.
+        firsts = pbx.calls([dict(number=callee, agent=first, send_dtmf=xfer, hold_ms=4000,
+                                 campaign="promo")
+                            for first, callee, xfer, *_ in CALLS])
+        transferred = time.monotonic()  # both first agents have left by now
+        assert all(r.answered for r in firsts), [(r.status, r.log) for r in firsts]
+        for first, callee, _, second, event in CALLS:
+            pbx.ami.wait_event(lambda e, ev=event: e.get("Event") == ev
+                               and e.get("Result") == "Success", timeout=30)
+            seconds[second] = pbx.ami.wait_event(
+                lambda e, s=second: e.get("Event") == "BridgeEnter"
+                and e.get("Channel", "").startswith(f"PJSIP/{s}-"), timeout=30)["Channel"]
+            (attempt,) = timeline(callee)["attempts"]
+            # What the second agent's keys will be filed on: the
+            # callee's attempt, inherited through the transfer.
+            assert pbx.getvar(seconds[second], channelvars.ATTEMPT) == str(attempt["id"]), (
+                first, second)
+        legs = {e["Channel"] for e in pbx.ami.events("BridgeEnter")
+                if e.get("Channel", "").startswith("PJSIP/trunk-")}
+        assert len(legs) == len(CALLS), legs
+        for leg in legs:  # the callee's keys file nothing, transferred or not
+            assert not pbx.getvar(leg, "DYNAMIC_FEATURES"), leg
+        for channel in seconds.values():
+            pbx.notify_channel(channel)  # now key
+        wait_until(lambda: all(t["attempts"][0]["disposition"]
+                               for t in map(timeline, CALLEES)), 30, "dispositions filed")
+        talked = time.monotonic() - transferred  # the conversations lasted longer
+        # the second agents hang up
+        hang_up_agents(pbx, seconds.values(), phones.values(), timeline, CALLEES)
 
     right = 0
     reports = [e for e in service.log_lines() if e.get("msg") == "outcome reported"]

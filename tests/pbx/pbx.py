@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -213,6 +213,7 @@ def _ephemeral_ports() -> tuple[int, int]:
 
 
 PORT_FLOOR = 10000  # below: well-known and registered services
+TRUNK_AOR = "trunk"  # pjsip.conf: the carrier's static contact
 
 
 def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
@@ -747,39 +748,92 @@ Max-Forwards: 70
 """
 
 
+class PortTaken(PbxError):
+    """A sipp UAS could not bind the port its contact names: something bound
+    it between :func:`free_ports` and sipp's start."""
+
+
+def _udp_inodes(port: int) -> set[str]:
+    """The inodes of the UDP sockets bound to `port` (/proc/net/udp)."""
+    inodes = set()
+    with open("/proc/net/udp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _binds(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a UDP socket bound to `port`. Asked of the
+    process itself: a port merely found busy may be another's, and the
+    phone would then be taken for ready while its sipp is exiting."""
+    inodes = _udp_inodes(port)
+    if not inodes:
+        return False
+    fd_dir = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fd_dir.iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return True
+    return False
+
+
 def _wait_bound(proc: subprocess.Popen, port: int, output: Path, who: str) -> None:
     """Until the sipp UAS `proc` has bound its UDP port: a call Asterisk
     sends before that meets a closed port and fails."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise PbxError(f"{who} sipp exited {proc.returncode}: "
-                           f"{output.read_text(errors='replace')[-2000:]}")
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind((LOOPBACK, port))
-        except OSError:
+            text = output.read_text(errors="replace")
+            error = PortTaken if "Unable to bind main socket" in text else PbxError
+            raise error(f"{who} sipp exited {proc.returncode}: {text[-2000:]}")
+        if _binds(proc.pid, port):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise PbxError(f"{who} sipp did not bind its port")
+
+
+def _start_uas(pbx: Pbx, aor: str, port: int, argv: Callable[[int], list[str]], output: Path,
+               who: str) -> tuple[subprocess.Popen, int]:
+    """Start a sipp UAS where `aor`'s static contact points, and return it
+    with its port. The port was chosen free when the PBX was configured,
+    seconds or minutes earlier: if something has bound it since (a CI run
+    saw an agent's phone exit "Unable to bind main socket"), the contact is
+    moved to a port free now, in the running Asterisk too, and sipp tried
+    again there."""
+    for _ in range(3):
+        with output.open("wb") as out:
+            proc = subprocess.Popen(argv(port), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        try:
+            _wait_bound(proc, port, output, who)
+            return proc, port
+        except PortTaken:
+            taken, port = port, _free_port_both()
+            print(f"{who}: port {taken} was taken, {aor}'s contact moved to {port}")
+            pbx.move_contact(aor, port)
+    raise PbxError(f"{who}: three ports taken in a row")
 
 
 class AgentPhone:
     """One agent's phone that Asterisk calls: a SIPp UAS on its own port, one
     call (see :func:`agent_scenario` for the keys and when they are sent)."""
 
-    def __init__(self, pbx: Pbx, name: str, port: int, dtmf: str | Iterable[str],
+    def __init__(self, pbx: Pbx, name: str, dtmf: str | Iterable[str],
                  after_ms: int = 1500, on_notify: bool = False) -> None:
-        self.name, self.port = name, port
+        self.name = name
         self.scenario = pbx.sipp_dir / f"{name}.xml"
         self.log = pbx.sipp_dir / f"{name}.msg.log"
         self.scenario.write_text(agent_scenario(dtmf, after_ms=after_ms, on_notify=on_notify))
         output = pbx.sipp_dir / f"{name}.out"
-        with output.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [*_sipp_cmd(self.scenario, self.log, None, port), "-m", "1"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        _wait_bound(self.proc, port, output, f"{name}'s phone")
+        self.proc, self.port = _start_uas(
+            pbx, name, pbx.phone_ports[name],
+            lambda at: [*_sipp_cmd(self.scenario, self.log, None, at), "-m", "1"],
+            output, f"{name}'s phone")
 
     def callees(self) -> list[str]:
         """The callers (callees of the dialer) whose calls this phone received."""
@@ -811,6 +865,23 @@ class AgentPhone:
                 self.proc.wait()
 
 
+@contextlib.contextmanager
+def agent_phones(pbx: Pbx, keys: dict[str, str | Iterable[str]], *, after_ms: int = 1500,
+                 on_notify: bool = False) -> Iterator[dict[str, AgentPhone]]:
+    """The phones of `pbx`'s static contacts named in `keys` (each with its
+    DTMF, see :func:`agent_scenario`), started in order and all stopped at
+    the end. Those already started are stopped too when a later one cannot
+    start: left running, they held their ports for the rest of the run."""
+    phones: dict[str, AgentPhone] = {}
+    try:
+        for name, dtmf in keys.items():
+            phones[name] = AgentPhone(pbx, name, dtmf, after_ms=after_ms, on_notify=on_notify)
+        yield phones
+    finally:
+        for phone in phones.values():
+            phone.stop()
+
+
 # --------------------------------------------------------------------------
 # carrier (SIPp UAS behind the trunk)
 
@@ -838,10 +909,9 @@ class Carrier:
 
     def start(self) -> Carrier:
         self.scenario.write_text(uas_scenario(self.response, self.ring_ms, self.answer_ms, self.call_ms))
-        cmd = _sipp_cmd(self.scenario, self.log, None, self.pbx.carrier_port)
-        with self.stdout.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        _wait_bound(self.proc, self.pbx.carrier_port, self.stdout, "carrier")
+        self.proc, _ = _start_uas(
+            self.pbx, TRUNK_AOR, self.pbx.carrier_port,
+            lambda at: _sipp_cmd(self.scenario, self.log, None, at), self.stdout, "carrier")
         return self
 
     def stop(self) -> None:
@@ -1037,6 +1107,9 @@ class Pbx:
             so logs can be read; removed by :meth:`cleanup`).
         agents: number of agent endpoints (agent1..agentN).
         extra_dialplan: text appended to extensions.conf (extra contexts).
+        phone_ports: endpoints that Asterisk calls at a static contact, each
+            a port on loopback where an :class:`AgentPhone` will answer.
+        phone_context: the dialplan context of their own calls.
         debug: turn on Asterisk debug logging and PJSIP packet logging.
     """
 
@@ -1055,10 +1128,14 @@ class Pbx:
         run_dir: Path | str | None = None,
         agents: int = 20,
         extra_dialplan: str = "",
+        phone_ports: dict[str, int] | None = None,
+        phone_context: str | None = None,
         debug: bool = False,
         host_root: bool = False,
     ) -> None:
         self.root = ensure_root(Path(root) if root else None)
+        self.phone_ports = dict(phone_ports or {})
+        self.phone_context = phone_context
         self.agi_url = agi_url
         self.campaign = campaign
         self.agents = agents
@@ -1187,11 +1264,11 @@ rtp_symmetric = yes
 media_address = {LOOPBACK}
 bind_rtp_to_media_address = yes
 
-{agents}
+{agents}{fixed_contact_endpoints(self.phone_ports, self.phone_context)}
 [trunk]
 type = endpoint
 context = from-trunk
-aors = trunk
+aors = {TRUNK_AOR}
 disallow = all
 allow = ulaw,alaw
 direct_media = no
@@ -1200,7 +1277,7 @@ trust_id_outbound = yes
 media_address = {LOOPBACK}
 bind_rtp_to_media_address = yes
 
-[trunk]
+[{TRUNK_AOR}]
 type = aor
 contact = sip:{LOOPBACK}:{self.carrier_port}
 """,
@@ -1462,6 +1539,25 @@ congestion = 440/250,0/250
         if res.returncode != 0:
             raise PbxError(f"asterisk -rx {command!r} failed: {res.stdout}{res.stderr}")
         return res.stdout
+
+    def move_contact(self, aor: str, port: int) -> None:
+        """Point `aor`'s static contact (the trunk's or a phone's) at `port`:
+        in the config, and in the running Asterisk by reloading res_pjsip."""
+        if aor == TRUNK_AOR:
+            self.carrier_port = port
+        elif aor in self.phone_ports:
+            self.phone_ports[aor] = port
+        else:
+            raise PbxError(f"no static contact {aor!r}")
+        self.write_config()
+        if not self.running:
+            return
+        self.cli("module reload res_pjsip.so")
+        deadline = time.monotonic() + 10
+        while f"{LOOPBACK}:{port}" not in (shown := self.cli(f"pjsip show aor {aor}")):
+            if time.monotonic() > deadline:
+                raise PbxError(f"{aor}'s contact did not move to port {port}: {shown}")
+            time.sleep(0.1)
 
     def set_global(self, name: str, value: str) -> None:
         """Change a dialplan global at run time (e.g. SENTINELLE_AGI)."""

@@ -11,6 +11,7 @@ missing PBX must show up red, not as a skip.
 
 from __future__ import annotations
 
+import socket
 import socketserver
 import threading
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from .pbx import Pbx, free_ports
+from .pbx import LOOPBACK, Pbx, agent_phones, free_ports
 
 # decide(env) returns the variables to set, or a list of raw AGI commands.
 Verdict = Callable[[dict[str, str]], dict[str, str] | list[str] | None]
@@ -224,3 +225,35 @@ def test_restart_keeps_working(pbx: Pbx) -> None:
     with pbx.carrier(response=200) as carrier:
         assert pbx.call("0612345674").status == 200
         assert carrier.count() == 1
+
+
+def test_a_port_taken_meanwhile_moves_the_contact(agi: FastAgi) -> None:
+    """A phone's or the carrier's port is chosen free when the PBX is
+    configured, and can be bound by something else before sipp starts there
+    (one CI run lost a conference test so: "Unable to bind main socket").
+    The harness then moves the contact, in the running Asterisk too: the
+    calls still reach the phone and the carrier on their new ports."""
+    (phone_port,) = free_ports(1, socket.SOCK_DGRAM)
+    with (Pbx(agi_url=agi.url, agents=1, phone_ports={"fixed1": phone_port}) as pbx,
+          socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as on_phone,
+          socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as on_carrier):
+        carrier_port = pbx.carrier_port
+        on_phone.bind((LOOPBACK, phone_port))
+        on_carrier.bind((LOOPBACK, carrier_port))
+        with agent_phones(pbx, {"fixed1": "1"}, after_ms=300) as phones:
+            phone = phones["fixed1"]
+            assert phone.port != phone_port and pbx.phone_ports == {"fixed1": phone.port}
+            assert f"{LOOPBACK}:{phone.port}" in pbx.cli("pjsip show aor fixed1")
+            response = pbx.ami.action("Originate", Channel="PJSIP/fixed1", Application="Wait",
+                                      Data="2", Async="true", Timeout="10000")
+            assert response.get("Response") == "Success", response
+            deadline = time.monotonic() + 20
+            while not phone.done and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert phone.done and phone.proc.returncode == 0, phone.proc.returncode
+            assert phone.received("INVITE") == 1
+        with pbx.carrier(response=200) as carrier:
+            assert pbx.carrier_port != carrier_port
+            result = pbx.call("0612345679", agent="agent1")
+            assert result.status == 200, result.log
+            assert carrier.numbers() == ["0612345679"]
