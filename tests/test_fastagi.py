@@ -401,9 +401,12 @@ def test_serve_checkpoints_the_wal_off_the_check_path(config, tmp_path, monkeypa
     (ckpt,) = made
     assert ckpt.runs >= 6 and ckpt.errors == 0 and ckpt.truncations >= 1, vars(ckpt)
     assert ckpt._thread is None  # stopped and joined
-    # Without the checkpointer the WAL would only grow (360 checks, several
-    # pages each); with it, it is truncated back below the threshold.
-    assert max(sizes) < 2 * 1024 * 1024, sizes
+    # Without the checkpointer the WAL would only grow: 360 checks of about
+    # 8 pages each, 12 MB. With it, it is truncated back between batches,
+    # so it never holds much more than one batch: 60 checks, 2 MB if no
+    # checkpoint ran during the batch (a fast machine may make all 60 within
+    # one interval). 0.9 MB at most in three runs here.
+    assert max(sizes) < 4 * 1024 * 1024, sizes
     assert wal.stat().st_size < 256 * 1024 if wal.exists() else True
     with open_store(cfg.store) as st:
         assert st.count("decisions") == 360
