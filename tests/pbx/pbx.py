@@ -794,6 +794,8 @@ def _wait_bound(proc: subprocess.Popen, port: int, output: Path, who: str) -> No
         if _binds(proc.pid, port):
             return
         time.sleep(0.02)
+    proc.kill()  # not left running, holding whatever it did bind
+    proc.wait()
     raise PbxError(f"{who} sipp did not bind its port")
 
 
